@@ -1,0 +1,340 @@
+/**
+ * The CPU reference backend: the oracle every other backend is tested against, and the fallback on
+ * machines with no GPU. Storage is Float32Array (f16/bf16 weights are widened once at upload), math is
+ * float32 with float64 where it matters (softmax sums, NLL, Cholesky), and every O(n³) loop goes to BLAS.
+ */
+import type { Backend, BackendFactory, GptqBlockArgs, HostArray, ProbeResult, QuantWeight, QuantWeightSpec, AttentionOpts, RopeOpts } from "../../src/backend.ts";
+import type { DType } from "../../src/dtype.ts";
+import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
+import type { Tensor } from "../../src/tensor.ts";
+import { numel, shapeStr } from "../../src/tensor.ts";
+import { InvalidArgumentError } from "../../src/errors.ts";
+import { blasAvailable, dpotrfUpper, dpotriUpper, sgemm, ssyrkT } from "./blas.ts";
+import { findParams, quantCode } from "../../src/gptq/quantizer.ts";
+import { readStream } from "../../src/gptq/pack.ts";
+import { cpus } from "node:os";
+
+type Store = Float32Array | Int32Array | Uint8Array;
+
+class CpuTensor implements Tensor {
+  constructor(readonly backend: Backend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Store) {}
+}
+
+const f = (t: Tensor) => t.handle as Float32Array;
+
+function expectShape(name: string, t: Tensor, rank: number): void {
+  if (t.shape.length !== rank) throw new InvalidArgumentError(`${name}: expected rank ${rank}, got shape ${shapeStr(t.shape)}`);
+}
+
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+  readonly device = `${cpus()[0]?.model ?? "cpu"} x${cpus().length}`;
+
+  private make(shape: readonly number[], dtype: DType, data: Store): Tensor {
+    return new CpuTensor(this, [...shape], dtype, data);
+  }
+
+  // ---------------- memory ----------------
+  upload(data: HostArray, shape: readonly number[], dtype: DType): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) throw new InvalidArgumentError(`upload: data has ${data.length} elements, shape ${shapeStr(shape)} needs ${n}`);
+    let store: Store;
+    if (dtype === "f16") store = f16ToF32Array(data as Uint16Array);
+    else if (dtype === "bf16") store = bf16ToF32Array(data as Uint16Array);
+    else if (dtype === "f32") store = Float32Array.from(data as Float32Array);
+    else if (dtype === "i32") store = Int32Array.from(data as Int32Array);
+    else store = Uint8Array.from(data as Uint8Array);
+    return this.make(shape, dtype, store);
+  }
+  empty(shape: readonly number[], dtype: DType): Tensor {
+    const n = numel(shape);
+    const store = dtype === "i32" ? new Int32Array(n) : dtype === "u8" ? new Uint8Array(n) : new Float32Array(n);
+    return this.make(shape, dtype, store);
+  }
+  async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
+    return (t.handle as Store).slice();
+  }
+  free(_t: Tensor | QuantWeight): void {}
+  async sync(): Promise<void> {}
+
+  // ---------------- decoder primitives ----------------
+  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+    // x [M,K] @ w [N,K]ᵀ (+ b [N]) -> [M,N]
+    const K = x.shape[x.shape.length - 1]!;
+    const M = numel(x.shape) / K;
+    const [N, K2] = w.shape as [number, number];
+    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const out = new Float32Array(M * N);
+    if (bias) for (let m = 0; m < M; m++) out.set(f(bias), m * N);
+    sgemm(false, true, M, N, K, 1, f(x), K, f(w), K, bias ? 1 : 0, out, N);
+    return this.make([M, N], "f32", out);
+  }
+
+  embedding(ids: Int32Array, table: Tensor): Tensor {
+    // table [V,H], ids [T] -> [T,H]
+    const [V, H] = table.shape as [number, number];
+    const out = new Float32Array(ids.length * H);
+    const tb = f(table);
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t]!;
+      if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
+      out.set(tb.subarray(id * H, id * H + H), t * H);
+    }
+    return this.make([ids.length, H], "f32", out);
+  }
+
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    // x [T,H] -> x · rsqrt(mean(x²) + eps) · w
+    const H = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / H;
+    const xs = f(x), ws = f(w);
+    const out = new Float32Array(T * H);
+    for (let t = 0; t < T; t++) {
+      let ss = 0;
+      for (let i = 0; i < H; i++) ss += xs[t * H + i]! * xs[t * H + i]!;
+      const r = 1 / Math.sqrt(ss / H + eps);
+      for (let i = 0; i < H; i++) out[t * H + i] = Math.fround(xs[t * H + i]! * r) * ws[i]!;
+    }
+    return this.make([T, H], "f32", out);
+  }
+
+  rope(x: Tensor, o: RopeOpts): void {
+    // x [T, heads·hd], in place: (x1, x2) -> (x1·cos − x2·sin, x2·cos + x1·sin), halves of each head
+    const hd = o.headDim, half = hd / 2, C = o.heads * hd;
+    const T = numel(x.shape) / C;
+    const xs = f(x);
+    const cos = new Float32Array(half), sin = new Float32Array(half);
+    for (let t = 0; t < T; t++) {
+      const p = o.pos0 + (o.seqLen ? t % o.seqLen : t);
+      for (let i = 0; i < half; i++) {
+        const a = Math.fround(p * o.invFreq[i]!);
+        cos[i] = Math.cos(a) * o.scale;
+        sin[i] = Math.sin(a) * o.scale;
+      }
+      for (let h = 0; h < o.heads; h++) {
+        const b = t * C + h * hd;
+        for (let i = 0; i < half; i++) {
+          const x1 = xs[b + i]!, x2 = xs[b + i + half]!;
+          xs[b + i] = x1 * cos[i]! - x2 * sin[i]!;
+          xs[b + i + half] = x2 * cos[i]! + x1 * sin[i]!;
+        }
+      }
+    }
+  }
+
+  writeRows(dst: Tensor, src: Tensor, row0: number): void {
+    const C = dst.shape[1]!;
+    const n = numel(src.shape);
+    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    f(dst).set(f(src), row0 * C);
+  }
+
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, o: AttentionOpts): Tensor {
+    // q [T, heads·hd]; caches [S, kvHeads·hd] hold rows [0, pos0+T) (or B sequences of seqLen rows); out [T, heads·hd]
+    const { heads, kvHeads, headDim: hd, pos0 } = o;
+    const QC = heads * hd;
+    const T = numel(q.shape) / QC;
+    const out = new Float32Array(T * QC);
+    const seq = o.seqLen ?? T;
+    if (T % seq !== 0 || (o.seqLen && o.seqLen !== T && pos0 !== 0)) throw new InvalidArgumentError(`attention: ${T} rows do not split into sequences of ${seq} (pos0 must be 0 for several sequences)`);
+    for (let b = 0; b < T / seq; b++) {
+      attendOne(f(q), f(kCache), f(vCache), out, b * seq, seq, pos0, b * seq, heads, kvHeads, hd);
+    }
+    return this.make([T, QC], "f32", out);
+  }
+
+  siluMul(g: Tensor, u: Tensor): Tensor {
+    const gs = f(g), us = f(u);
+    const out = new Float32Array(gs.length);
+    for (let i = 0; i < gs.length; i++) {
+      const v = gs[i]!;
+      out[i] = (v / (1 + Math.exp(-v))) * us[i]!;
+    }
+    return this.make(g.shape, "f32", out);
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const as = f(a), bs = f(b);
+    if (as.length !== bs.length) throw new InvalidArgumentError(`add: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
+    const out = new Float32Array(as.length);
+    for (let i = 0; i < as.length; i++) out[i] = as[i]! + bs[i]!;
+    return this.make(a.shape, "f32", out);
+  }
+
+  logSoftmax(x: Tensor): Tensor {
+    const V = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / V;
+    const xs = f(x);
+    const out = new Float32Array(T * V);
+    for (let t = 0; t < T; t++) {
+      const lse = logSumExp(xs, t * V, V);
+      for (let j = 0; j < V; j++) out[t * V + j] = xs[t * V + j]! - lse;
+    }
+    return this.make(x.shape, "f32", out);
+  }
+
+  async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
+    const V = logits.shape[logits.shape.length - 1]!;
+    const T = numel(logits.shape) / V;
+    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const xs = f(logits);
+    const out = new Float64Array(T);
+    for (let t = 0; t < T; t++) out[t] = logSumExp(xs, t * V, V) - xs[t * V + targets[t]!]!;
+    return out;
+  }
+
+  // ---------------- GPTQ ----------------
+  hessianAccumulate(h: Tensor, x: Tensor): void {
+    // H [K,K] += xᵀx, x [T,K]; syrk fills the upper triangle, then mirror it
+    const K = h.shape[0]!;
+    const T = numel(x.shape) / K;
+    const H = f(h);
+    ssyrkT(K, T, 1, f(x), K, 1, H);
+    for (let i = 0; i < K; i++) for (let j = i + 1; j < K; j++) H[j * K + i] = H[i * K + j]!;
+  }
+
+  async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
+    // H + damp·I = LLᵀ; H⁻¹ from the factor; then H⁻¹ = UᵀU, all in float64
+    const n = h.shape[0]!;
+    const H = f(h);
+    const a = Float64Array.from(H);
+    for (let i = 0; i < n; i++) a[i * n + i]! += damp;
+    if (dpotrfUpper(a, n) !== 0) return false;
+    if (dpotriUpper(a, n) !== 0) return false;
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) a[j * n + i] = a[i * n + j]!;
+    if (dpotrfUpper(a, n) !== 0) return false;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * n + j] = j >= i ? a[i * n + j]! : 0;
+    return true;
+  }
+
+  gptqBlock(a: GptqBlockArgs): void {
+    const [cols, rows] = a.wt.shape as [number, number];
+    const W = f(a.wt), Hinv = f(a.hinv), err = f(a.err), loss = f(a.loss);
+    const scales = f(a.scales), zeros = f(a.zeros);
+    const codes = a.codes.handle as Uint8Array;
+    const gOf = a.groupOfCol.handle as Int32Array;
+    const maxq = (1 << a.cfg.bits) - 1;
+    // the reference finds group params on W as it was at block start (in-block updates live in a copy)
+    const start = W.slice(a.i1 * rows, a.i2 * rows);
+    const p = new Float64Array(2);
+    for (let i = a.i1; i < a.i2; i++) {
+      if (!a.staticGroups && i % a.groupSize === 0) {
+        const g = i / a.groupSize;
+        const n = Math.min(a.groupSize, cols - i);
+        for (let r = 0; r < rows; r++) {
+          findParams((j) => (i + j < a.i2 ? start[(i + j - a.i1) * rows + r]! : W[(i + j) * rows + r]!), n, a.cfg, p);
+          scales[g * rows + r] = p[0]!;
+          zeros[g * rows + r] = p[1]!;
+        }
+      }
+      const g = a.staticGroups ? gOf[i]! : Math.floor(i / a.groupSize);
+      const d = Hinv[i * cols + i]!;
+      const e0 = (i - a.i1) * rows;
+      for (let r = 0; r < rows; r++) {
+        const w = W[i * rows + r]!;
+        const s = scales[g * rows + r]!, z = zeros[g * rows + r]!;
+        const q = quantCode(w, s, z, maxq);
+        const dq = Math.fround(s * (q - z));
+        codes[i * rows + r] = q;
+        W[i * rows + r] = dq;
+        const e = (w - dq) / d;
+        err[e0 + r] = e;
+        loss[r]! += ((w - dq) * (w - dq)) / (d * d) / 2;
+      }
+      // W[i+1:i2] -= err_i ⊗ Hinv[i, i+1:i2]
+      for (let j = i + 1; j < a.i2; j++) {
+        const hij = Hinv[i * cols + j]!;
+        if (hij === 0) continue;
+        const o = j * rows;
+        for (let r = 0; r < rows; r++) W[o + r]! -= err[e0 + r]! * hij;
+      }
+    }
+  }
+
+  gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void {
+    // Wt[i2:, :] -= Hinv[i1:i2, i2:]ᵀ @ err [i2-i1, rows]
+    const [cols, rows] = wt.shape as [number, number];
+    if (i2 >= cols) return;
+    sgemm(true, false, cols - i2, rows, i2 - i1, -1, f(hinv).subarray(i1 * cols + i2), cols, f(err), rows, 1, f(wt).subarray(i2 * rows), rows);
+  }
+
+  // ---------------- packed int matmul: dequantize once at load, then BLAS ----------------
+  prepareQuantWeight(s: QuantWeightSpec): QuantWeight {
+    const { inFeatures: K, outFeatures: N, bits } = s;
+    const w = dequantize(s);
+    const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;
+    return { backend: this, spec, handle: this.make([N, K], "f32", w) };
+  }
+  quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
+    return this.matmul(x, w.handle as Tensor, bias);
+  }
+}
+
+/** causal attention of q rows [r0, r0+T) (positions pos0..) over cache rows [k0, k0+pos0+T) */
+function attendOne(qs: Float32Array, ks: Float32Array, vs: Float32Array, out: Float32Array, r0: number, T: number, pos0: number, k0: number, heads: number, kvHeads: number, hd: number): void {
+  const QC = heads * hd, KC = kvHeads * hd;
+  const L = pos0 + T;
+  const rep = heads / kvHeads;
+  const S = new Float32Array(T * L);
+  const scale = 1 / Math.sqrt(hd);
+  for (let h = 0; h < heads; h++) {
+    const kv = Math.floor(h / rep);
+    // S [T, L] = Q_h [T, hd] @ K_kv [L, hd]ᵀ · scale
+    sgemm(false, true, T, L, hd, scale, qs.subarray(r0 * QC + h * hd), QC, ks.subarray(k0 * KC + kv * hd), KC, 0, S, L);
+    for (let t = 0; t < T; t++) {
+      const row = t * L, last = pos0 + t; // causal: keys 0..last
+      let mx = -Infinity;
+      for (let j = 0; j <= last; j++) if (S[row + j]! > mx) mx = S[row + j]!;
+      let sum = 0;
+      for (let j = 0; j <= last; j++) {
+        const e = Math.exp(S[row + j]! - mx);
+        S[row + j] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let j = 0; j <= last; j++) S[row + j]! *= inv;
+      for (let j = last + 1; j < L; j++) S[row + j] = 0;
+    }
+    // O_h [T, hd] = P [T, L] @ V_kv [L, hd]
+    sgemm(false, false, T, hd, L, 1, S, L, vs.subarray(k0 * KC + kv * hd), KC, 0, out.subarray(r0 * QC + h * hd), QC);
+  }
+}
+
+function logSumExp(xs: Float32Array, off: number, n: number): number {
+  let mx = -Infinity;
+  for (let j = 0; j < n; j++) if (xs[off + j]! > mx) mx = xs[off + j]!;
+  let s = 0;
+  for (let j = 0; j < n; j++) s += Math.exp(xs[off + j]! - mx);
+  return mx + Math.log(s);
+}
+
+/** The standard GPTQ layout -> dense W [out, in] float32: W[n,k] = scale[g,n] · (q[k,n] − (z[g,n] + zeroOffset)), g = g_idx[k]. */
+export function dequantize(s: QuantWeightSpec): Float32Array {
+  const { inFeatures: K, outFeatures: N, bits, groups } = s;
+  const zw = (N * bits) / 32;
+  const zero = new Float32Array(groups * N);
+  for (let g = 0; g < groups; g++) for (let n = 0; n < N; n++) zero[g * N + n] = readStream(s.qzeros, g * zw, 1, n, bits) + s.zeroOffset;
+  const w = new Float32Array(N * K);
+  for (let k = 0; k < K; k++) {
+    const g = s.gIdx[k]!;
+    if (g < 0 || g >= groups) throw new InvalidArgumentError(`g_idx[${k}] = ${g} is outside [0, ${groups})`);
+    for (let n = 0; n < N; n++) {
+      const q = readStream(s.qweight, n, N, k, bits);
+      w[n * K + k] = s.scales[g * N + n]! * (q - zero[g * N + n]!);
+    }
+  }
+  return w;
+}
+
+export const cpuFactory: BackendFactory = {
+  name: "cpu",
+  async probe(): Promise<ProbeResult> {
+    const b = blasAvailable();
+    const device = `${cpus()[0]?.model ?? "cpu"} x${cpus().length}`;
+    if (!b.ok) return { name: "cpu", available: false, device, reason: b.reason };
+    return { name: "cpu", available: true, device, details: { blas: b.path } };
+  },
+  async create() {
+    return new CpuBackend();
+  },
+};

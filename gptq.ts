@@ -1,0 +1,105 @@
+#!/usr/bin/env bun
+/** The command line. Each command calls the library (src/index.ts); nothing here computes. */
+import { cac } from "cac";
+import { loadModel, evaluate, readDatasetText, generate, inspectModel, formatInspect, probeAll, GptqError, InvalidArgumentError } from "./src/index.ts";
+
+const cli = cac("gptq");
+const verbose = process.argv.includes("--verbose");
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function num(name: string, v: unknown, opts: { int?: boolean; min?: number } = {}): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
+    throw new InvalidArgumentError(`--${name}: "${v}" is not ${opts.int ? "an integer" : "a number"}${opts.min !== undefined ? ` >= ${opts.min}` : ""}`);
+  }
+  return n;
+}
+
+cli.option("--backend <name>", "auto | cuda | webgpu | cpu (default: $GPTQ_BACKEND or auto)");
+cli.option("--verbose", "show stack traces on errors");
+
+cli
+  .command("eval <model>", "perplexity on a text file (GPTQ paper protocol: non-overlapping windows)")
+  .option("--dataset <file>", "text file to evaluate on")
+  .option("--seqlen <n>", "window length in tokens", { default: 2048 })
+  .option("--max-windows <n>", "evaluate only the first n windows")
+  .option("--batch <n>", "windows per forward pass", { default: 4 })
+  .option("--json", "print one JSON object on stdout")
+  .example("bun run gptq.ts eval ../shared/data/gutenberg-llama-16m --dataset ../shared/data/gutenberg/eval.txt --seqlen 512 --max-windows 40")
+  .action(async (model: string, o) => {
+    if (!o.dataset) throw new InvalidArgumentError("--dataset: required (a text file to evaluate on)");
+    const text = readDatasetText(o.dataset);
+    const m = await loadModel(model, { backend: o.backend, log });
+    let seqlen = num("seqlen", o.seqlen, { int: true, min: 2 })!;
+    if (seqlen > m.config.maxPositions) {
+      log(`--seqlen ${seqlen} capped at the model's context ${m.config.maxPositions}`);
+      seqlen = m.config.maxPositions;
+    }
+    const r = await evaluate(m, text, { seqlen, maxWindows: num("max-windows", o.maxWindows, { int: true, min: 1 }), batch: num("batch", o.batch, { int: true, min: 1 }) });
+    if (o.json) console.log(JSON.stringify({ model, dataset: o.dataset, ...r }));
+    else console.log(`perplexity ${r.perplexity.toFixed(4)} (${r.windows} windows of ${r.seqlen} tokens, backend ${r.backend}, ${r.seconds.toFixed(1)} s)`);
+  });
+
+cli
+  .command("generate <model>", "generate text, streaming tokens as they come")
+  .option("--prompt <text>", "prompt text", { default: "" })
+  .option("--max-new-tokens <n>", "tokens to generate", { default: 64 })
+  .option("--temperature <t>", "0 = greedy", { default: 0 })
+  .option("--top-p <p>", "nucleus sampling mass", { default: 1 })
+  .option("--seed <s>", "sampling seed", { default: 0 })
+  .action(async (model: string, o) => {
+    const m = await loadModel(model, { backend: o.backend, log });
+    const prompt = String(o.prompt ?? "");
+    process.stdout.write(prompt);
+    const r = await generate(m, prompt, {
+      maxNewTokens: num("max-new-tokens", o.maxNewTokens, { int: true, min: 0 }),
+      temperature: num("temperature", o.temperature, { min: 0 }),
+      topP: num("top-p", o.topP),
+      seed: num("seed", o.seed, { int: true }),
+      onText: (s) => process.stdout.write(s),
+    });
+    process.stdout.write("\n");
+    log(`${r.ids.length - r.promptTokens} tokens generated (backend ${m.backend.name})`);
+  });
+
+cli
+  .command("inspect <model>", "architecture, sizes, parameter count, dtype, quantization config, tensor table")
+  .option("--json", "print JSON")
+  .action(async (model: string, o) => {
+    const r = await inspectModel(model);
+    console.log(o.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+  });
+
+cli.command("backends", "probe every backend and say what it found or why it is unavailable").option("--json", "print JSON").action(async (o) => {
+  const rs = await probeAll();
+  if (o.json) return console.log(JSON.stringify(rs, null, 2));
+  for (const r of rs) {
+    console.log(`${r.name.padEnd(7)} ${r.available ? "available  " : "unavailable"} ${r.device ?? ""}`);
+    if (r.reason) console.log(`        reason: ${r.reason}`);
+    for (const [k, v] of Object.entries(r.details ?? {})) console.log(`        ${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  }
+});
+
+cli.help();
+cli.version("0.1.0");
+
+async function main() {
+  try {
+    cli.parse(process.argv, { run: false });
+    if (!cli.matchedCommand) {
+      if (cli.args.length) throw new InvalidArgumentError(`unknown command "${cli.args[0]}"; run with --help to list commands`);
+      if (!cli.options.help && !cli.options.version) cli.outputHelp();
+      return;
+    }
+    await cli.runMatchedCommand();
+  } catch (e) {
+    const err = e as Error;
+    const known = err instanceof GptqError || err.name === "CACError";
+    log(`error: ${err.message}`);
+    if (verbose) log(err.stack ?? "");
+    else if (!known) log("(run with --verbose for the stack trace)");
+    process.exit(1);
+  }
+}
+await main();

@@ -1,0 +1,230 @@
+/**
+ * The backend contract: memory, the primitives of a Llama-family forward pass, the GPTQ kernels,
+ * and the packed-int matmul. Every backend (cpu, cuda, webgpu) implements all of it; the CPU one is
+ * the oracle the others are tested against.
+ */
+import type { DType } from "./dtype.ts";
+import type { Tensor } from "./tensor.ts";
+import { BackendUnavailableError, InvalidArgumentError } from "./errors.ts";
+
+export type HostArray = Float32Array | Int32Array | Uint16Array | Uint8Array;
+
+export interface ProbeResult {
+  name: string;
+  available: boolean;
+  /** device name: CPU model, GPU name, adapter description */
+  device?: string;
+  /** why it is unavailable, with what to do */
+  reason?: string;
+  details?: Record<string, unknown>;
+}
+
+/** A packed GPTQ linear layer as found on disk (standard layout), host side. */
+export interface QuantWeightSpec {
+  bits: number;
+  inFeatures: number;
+  outFeatures: number;
+  groups: number;
+  /** int32 [in*bits/32, out], packed along the input dimension, lowest index in the lowest bits */
+  qweight: Int32Array;
+  /** int32 [groups, out*bits/32], packed along the output dimension */
+  qzeros: Int32Array;
+  /** [groups, out] as float32 on the host (converted from fp16/bf16) */
+  scales: Float32Array;
+  /** int32 [in]: group of every input channel (not monotone under act-order) */
+  gIdx: Int32Array;
+  /** 1 for checkpoint_format "gptq" (v1: stored zero = zero - 1), 0 for "gptq_v2" */
+  zeroOffset: number;
+}
+
+/** Backend-prepared quantized weight: the backend may repack at load time. */
+export interface QuantWeight {
+  readonly backend: Backend;
+  readonly spec: Omit<QuantWeightSpec, "qweight" | "qzeros" | "scales" | "gIdx">;
+  readonly handle: unknown;
+}
+
+export interface AttentionOpts {
+  /** position of the first query row in the sequence; the caches hold keys/values for [0, pos0+T) */
+  pos0: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** when set (pos0 = 0): the T rows are T/seqLen independent sequences, each attending to its own rows of the caches */
+  seqLen?: number;
+}
+
+export interface RopeOpts {
+  heads: number;
+  headDim: number;
+  pos0: number;
+  /** when set: row t has position pos0 + t % seqLen (independent sequences side by side) */
+  seqLen?: number;
+  /** [headDim/2] inverse frequencies (rope scaling already applied) */
+  invFreq: Float32Array;
+  /** attention scaling factor applied to cos/sin (1 except some rope types) */
+  scale: number;
+}
+
+/** Quantizer settings for the GPTQ column block. */
+export interface QuantParamsCfg {
+  bits: number;
+  sym: boolean;
+  /** MSE grid search of the clipping range (quant.py: grid 100, maxshrink 0.8, norm 2.4) */
+  mse: boolean;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** what this backend runs on, for messages and tables */
+  readonly device: string;
+
+  // ---- memory ----
+  /** copy host data in; f16/bf16 come as their uint16 bits. */
+  upload(data: HostArray, shape: readonly number[], dtype: DType): Tensor;
+  /** a tensor of the given shape whose contents are unspecified */
+  empty(shape: readonly number[], dtype: DType): Tensor;
+  /** copy out: f32/f16/bf16 come back as Float32Array, i32 as Int32Array, u8 as Uint8Array */
+  download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array>;
+  free(t: Tensor | QuantWeight): void;
+  /** wait for queued work */
+  sync(): Promise<void>;
+
+  // ---- decoder primitives (activations f32; weights f32/f16/bf16) ----
+  /** x [M,K] @ w[N,K]ᵀ (+ bias [N]) -> [M,N] */
+  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /** table [V,H], ids [T] -> [T,H] */
+  embedding(ids: Int32Array, table: Tensor): Tensor;
+  /** x [T,H], w [H] -> x / rms(x) * w */
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
+  /** in place on x [T, heads*headDim], Hugging Face half-split layout (rotate_half) */
+  rope(x: Tensor, opts: RopeOpts): void;
+  /** dst[row0 : row0+T, :] = src [T, C] (KV-cache write) */
+  writeRows(dst: Tensor, src: Tensor, row0: number): void;
+  /** causal GQA attention: q [T, heads*hd], kCache/vCache [S, kvHeads*hd] -> [T, heads*hd] */
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, opts: AttentionOpts): Tensor;
+  /** silu(g) * u, both [T, I] */
+  siluMul(g: Tensor, u: Tensor): Tensor;
+  /** a + b, same shape */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** row-wise log-softmax of x [T, V] */
+  logSoftmax(x: Tensor): Tensor;
+  /** per-row negative log-likelihood of targets under logits [T, V] -> [T] (float64 on the host) */
+  nll(logits: Tensor, targets: Int32Array): Promise<Float64Array>;
+
+  // ---- GPTQ ----
+  /** H [K,K] += xᵀx for x [T,K] (float32 accumulate) */
+  hessianAccumulate(h: Tensor, x: Tensor): void;
+  /**
+   * In place: H [K,K] (+ damp on the diagonal) -> upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), lower part zeroed.
+   * Returns false (H untouched) if H + damp·I is not positive-definite.
+   */
+  choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean>;
+  /**
+   * The GPTQ column block [i1, i2) on the transposed weight Wt [cols, rows] with Hinv = U [cols, cols]:
+   * for each column: (group params at group starts when `scales`/`zeros` are to be found), quantize,
+   * error feedback inside the block. Writes codes [cols, rows] (u8), err [i2-i1, rows], loss [rows] (+=),
+   * and group params into scales/zeros [groups, rows] (f32). `groupOf` maps a permuted column to its group
+   * when groups are static. Wt[i1:i2] ends holding the dequantized values.
+   */
+  gptqBlock(args: GptqBlockArgs): void;
+  /** Wt[i2:, :] -= Hinv[i1:i2, i2:]ᵀ @ err [i2-i1, rows] (the lazy batch update) */
+  gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void;
+
+  // ---- packed int matmul ----
+  prepareQuantWeight(spec: QuantWeightSpec): QuantWeight;
+  /** x [M, in] @ dequant(W)ᵀ (+ bias) -> [M, out] */
+  quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
+}
+
+export interface GptqBlockArgs {
+  wt: Tensor; // f32 [cols, rows]
+  hinv: Tensor; // f32 [cols, cols] upper
+  codes: Tensor; // u8 [cols, rows]
+  err: Tensor; // f32 [blocksize, rows]
+  loss: Tensor; // f32 [rows]
+  scales: Tensor; // f32 [groups, rows]
+  zeros: Tensor; // f32 [groups, rows]
+  i1: number;
+  i2: number;
+  /** columns per group; `cols` for one group per output channel */
+  groupSize: number;
+  /** true: params were computed up front (static groups, or per-channel); use groupOfCol */
+  staticGroups: boolean;
+  /** i32 [cols]: group index of permuted column i (used when staticGroups) */
+  groupOfCol: Tensor;
+  cfg: QuantParamsCfg;
+}
+
+// ---------------- registry and selection ----------------
+
+export interface BackendFactory {
+  name: string;
+  probe(): Promise<ProbeResult>;
+  create(): Promise<Backend>;
+}
+
+const registry = new Map<string, BackendFactory>();
+export const AUTO_ORDER = ["cuda", "webgpu", "cpu"] as const;
+
+export function registerBackend(f: BackendFactory): void {
+  registry.set(f.name, f);
+}
+export function backendNames(): string[] {
+  return [...registry.keys()];
+}
+
+export async function probeAll(): Promise<ProbeResult[]> {
+  const out: ProbeResult[] = [];
+  for (const name of AUTO_ORDER) {
+    const f = registry.get(name);
+    if (!f) continue;
+    try {
+      out.push(await f.probe());
+    } catch (e) {
+      out.push({ name, available: false, reason: (e as Error).message });
+    }
+  }
+  return out;
+}
+
+const instances = new Map<string, Promise<Backend>>();
+
+/**
+ * `auto` (or undefined): cuda, then webgpu, then cpu, the first whose probe succeeds.
+ * A named backend that is unavailable is an error that says why; it never falls back.
+ * GPTQ_BACKEND is read when `name` is undefined.
+ */
+export async function selectBackend(name?: string, log?: (msg: string) => void): Promise<Backend> {
+  const want = (name ?? process.env.GPTQ_BACKEND ?? "auto").toLowerCase();
+  const valid = ["auto", ...AUTO_ORDER];
+  if (!valid.includes(want)) {
+    throw new InvalidArgumentError(`--backend: unknown backend "${want}"; valid: ${valid.join(", ")}`);
+  }
+  const cached = instances.get(want);
+  if (cached) return cached;
+  const p = (async () => {
+    if (want !== "auto") {
+      const f = registry.get(want);
+      if (!f) throw new BackendUnavailableError(`backend "${want}" is not registered in this build`);
+      const pr = await f.probe();
+      if (!pr.available) throw new BackendUnavailableError(`backend "${want}" is unavailable: ${pr.reason}`);
+      return f.create();
+    }
+    const reasons: string[] = [];
+    for (const n of AUTO_ORDER) {
+      const f = registry.get(n);
+      if (!f) continue;
+      const pr = await f.probe().catch((e: Error) => ({ name: n, available: false, reason: e.message }) as ProbeResult);
+      if (pr.available) {
+        if (reasons.length) log?.(`backend auto: using ${n} (${reasons.join("; ")})`);
+        return f.create();
+      }
+      reasons.push(`${n}: ${pr.reason}`);
+    }
+    throw new BackendUnavailableError(`no backend available: ${reasons.join("; ")}`);
+  })();
+  instances.set(want, p);
+  p.catch(() => instances.delete(want));
+  return p;
+}

@@ -1,0 +1,5 @@
+/** Registers every backend with the registry (import for its side effect). */
+import { registerBackend } from "./backend.ts";
+import { cpuFactory } from "../backends/cpu/index.ts";
+
+registerBackend(cpuFactory);

@@ -1,0 +1,109 @@
+/** Token-by-token generation with a KV cache: greedy at temperature 0, else temperature + top-p sampling. */
+import { InvalidArgumentError } from "./errors.ts";
+import type { LlamaModel } from "./model/llama.ts";
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** stop at an EOS token (default true) */
+  stopAtEos?: boolean;
+  /** called with each new token id and the text it adds */
+  onToken?: (id: number, text: string) => void;
+}
+
+/** mulberry32: a small seeded PRNG so --seed reproduces a sample */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function sampleToken(logits: Float32Array, temperature: number, topP: number, rand: () => number): number {
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  let mx = -Infinity;
+  for (const v of logits) if (v > mx) mx = v;
+  const p = Array.from(logits, (v, i) => ({ i, p: Math.exp((v - mx) / temperature) }));
+  const z = p.reduce((a, b) => a + b.p, 0);
+  p.sort((a, b) => b.p - a.p);
+  let cum = 0, keep = 0;
+  for (; keep < p.length; keep++) {
+    cum += p[keep]!.p / z;
+    if (cum >= topP) { keep++; break; }
+  }
+  const kept = p.slice(0, Math.max(1, keep));
+  const kz = kept.reduce((a, b) => a + b.p, 0);
+  let r = rand() * kz;
+  for (const e of kept) if ((r -= e.p) <= 0) return e.i;
+  return kept[kept.length - 1]!.i;
+}
+
+/** generate from prompt ids; returns all ids (prompt + new) */
+export async function generateIds(model: LlamaModel, prompt: Int32Array, opts: GenerateOptions = {}): Promise<number[]> {
+  const maxNew = opts.maxNewTokens ?? 64;
+  const temperature = opts.temperature ?? 0;
+  const topP = opts.topP ?? 1;
+  if (!(maxNew >= 0)) throw new InvalidArgumentError(`--max-new-tokens: must be >= 0, got ${maxNew}`);
+  if (!(temperature >= 0)) throw new InvalidArgumentError(`--temperature: must be >= 0, got ${temperature}`);
+  if (!(topP > 0 && topP <= 1)) throw new InvalidArgumentError(`--top-p: must be in (0, 1], got ${topP}`);
+  if (prompt.length === 0) throw new InvalidArgumentError(`prompt: encodes to no tokens`);
+  const maxLen = Math.min(model.config.maxPositions, prompt.length + maxNew);
+  if (prompt.length > maxLen) throw new InvalidArgumentError(`prompt: ${prompt.length} tokens exceed the model's context of ${model.config.maxPositions}`);
+  const rand = rng(opts.seed ?? 0);
+  const cache = model.newCache(maxLen);
+  const ids = Array.from(prompt);
+  const eos = new Set(model.config.eosTokenIds);
+  try {
+    let input = prompt;
+    while (ids.length < maxLen) {
+      const logits = model.forward(input, { cache });
+      const all = (await model.backend.download(logits)) as Float32Array;
+      model.backend.free(logits);
+      const V = model.config.vocabSize;
+      const last = all.subarray(all.length - V);
+      const next = sampleToken(last, temperature, topP, rand);
+      ids.push(next);
+      opts.onToken?.(next, "");
+      if ((opts.stopAtEos ?? true) && eos.has(next)) break;
+      input = Int32Array.of(next);
+    }
+  } finally {
+    model.freeCache(cache);
+  }
+  return ids;
+}
+
+/** generate text from a prompt, streaming decoded text through onText */
+export async function generate(model: LlamaModel, prompt: string, opts: GenerateOptions & { onText?: (s: string) => void } = {}): Promise<{ text: string; ids: number[]; promptTokens: number }> {
+  const tok = model.tokenizer;
+  const p = tok.encode(prompt);
+  let shown = "";
+  const ids_: number[] = Array.from(p);
+  const ids = await generateIds(model, p, {
+    ...opts,
+    onToken: (id) => {
+      // decode the whole continuation so multi-byte characters come out whole
+      const text = tok.decode(ids_.slice(p.length).concat(id), true);
+      const delta = text.slice(shown.length);
+      if (delta && !text.endsWith("\uFFFD")) {
+        opts.onText?.(delta);
+        shown = text;
+      }
+      ids_.push(id);
+      opts.onToken?.(id, delta);
+    },
+  });
+  const text = tok.decode(ids.slice(p.length), true);
+  if (text.length > shown.length) opts.onText?.(text.slice(shown.length));
+  return { text, ids, promptTokens: p.length };
+}

@@ -1,0 +1,310 @@
+/**
+ * The Llama-family decoder (Llama 2/3, Mistral, Qwen2) on the tensor layer.
+ * Weights come from the mapped safetensors files; dense linears or packed GPTQ linears.
+ *
+ *   x = embed(ids)                                   [T, H]
+ *   per layer:  h = rmsNorm(x); q,k,v = h Wqᵀ, h Wkᵀ, h Wvᵀ; rope(q,k); a = attn(q, K, V)
+ *               x = x + a Woᵀ
+ *               h = rmsNorm(x); x = x + (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ
+ *   logits = rmsNorm(x) Wlmᵀ                         [T, V]
+ */
+import type { Backend, QuantWeight, QuantWeightSpec } from "../backend.ts";
+import { selectBackend } from "../backend.ts";
+import type { DType } from "../dtype.ts";
+import type { Tensor } from "../tensor.ts";
+import { bf16ToF32Array, f16ToF32Array } from "../dtype.ts";
+import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
+import { Checkpoint, typedView, type StDtype } from "./safetensors.ts";
+import { parseConfig, type LlamaConfig } from "./config.ts";
+import { Tokenizer } from "./tokenizer.ts";
+import { resolveModel } from "./hub.ts";
+import "../backends.ts";
+
+export interface Linear {
+  name: string;
+  w?: Tensor;
+  q?: QuantWeight;
+  bias?: Tensor;
+}
+export const LINEARS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+export type LinearName = (typeof LINEARS)[number];
+export const LINEAR_PATH: Record<LinearName, string> = {
+  q: "self_attn.q_proj", k: "self_attn.k_proj", v: "self_attn.v_proj", o: "self_attn.o_proj",
+  gate: "mlp.gate_proj", up: "mlp.up_proj", down: "mlp.down_proj",
+};
+export interface LayerWeights extends Record<LinearName, Linear> {
+  index: number;
+  inNorm: Tensor;
+  postNorm: Tensor;
+}
+
+export interface KVCache {
+  maxLen: number;
+  k: Tensor[];
+  v: Tensor[];
+  length: number;
+}
+
+const ST_TO_DTYPE: Partial<Record<StDtype, DType>> = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32", U8: "u8" };
+
+export interface LoadOptions {
+  backend?: string | Backend;
+  /** load layer weights on demand (quantization streams layers); default: all at load */
+  lazyLayers?: boolean;
+  /** skip the tokenizer (tests with synthetic models) */
+  noTokenizer?: boolean;
+  log?: (msg: string) => void;
+}
+
+export class LlamaModel {
+  embed!: Tensor;
+  norm!: Tensor;
+  lmHead!: Tensor;
+  layers: (LayerWeights | null)[] = [];
+  private tokenizer_: Tokenizer | null = null;
+
+  private constructor(readonly dir: string, readonly config: LlamaConfig, readonly ckpt: Checkpoint, readonly backend: Backend) {}
+
+  static async load(modelArg: string, opts: LoadOptions = {}): Promise<LlamaModel> {
+    const dir = await resolveModel(modelArg);
+    const config = parseConfig(dir);
+    const ckpt = new Checkpoint(dir, config.quantization?.modelFileBaseName ?? "model");
+    const backend = typeof opts.backend === "object" ? opts.backend : await selectBackend(opts.backend, opts.log);
+    const m = new LlamaModel(dir, config, ckpt, backend);
+    if (!opts.noTokenizer) m.tokenizer_ = Tokenizer.load(dir);
+    m.embed = m.tensor("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize]);
+    m.norm = m.tensor("model.norm.weight", [config.hiddenSize]);
+    m.lmHead = config.tieWordEmbeddings || !ckpt.has("lm_head.weight") ? m.embed : m.tensor("lm_head.weight", [config.vocabSize, config.hiddenSize]);
+    m.layers = new Array(config.numLayers).fill(null);
+    if (!opts.lazyLayers) for (let i = 0; i < config.numLayers; i++) m.layers[i] = m.loadLayer(i);
+    return m;
+  }
+
+  get tokenizer(): Tokenizer {
+    if (!this.tokenizer_) throw new ModelFormatError(`${this.dir}: model was loaded without a tokenizer`);
+    return this.tokenizer_;
+  }
+
+  /** host copy of a checkpoint tensor as float32 (weights of any float dtype) */
+  hostF32(name: string): Float32Array {
+    const info = this.ckpt.info(name);
+    const v = typedView(this.ckpt.bytes(name), info.dtype);
+    if (info.dtype === "F32") return Float32Array.from(v as Float32Array);
+    if (info.dtype === "F16") return f16ToF32Array(v as Uint16Array);
+    if (info.dtype === "BF16") return bf16ToF32Array(v as Uint16Array);
+    throw new ModelFormatError(`${info.file}: tensor "${name}" has dtype ${info.dtype}, expected a float type`);
+  }
+
+  /** upload a checkpoint tensor, checking its shape */
+  tensor(name: string, shape?: number[]): Tensor {
+    const info = this.ckpt.info(name);
+    if (shape && (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))) {
+      throw new ModelFormatError(`${info.file}: tensor "${name}" has shape [${info.shape}] but config.json implies [${shape}]`);
+    }
+    const dt = ST_TO_DTYPE[info.dtype];
+    if (!dt) throw new ModelFormatError(`${info.file}: tensor "${name}" has dtype ${info.dtype}, which cannot be used as a weight`);
+    return this.backend.upload(typedView(this.ckpt.bytes(name), info.dtype) as Float32Array, info.shape, dt);
+  }
+
+  private linearShape(n: LinearName): [number, number] {
+    const c = this.config;
+    const H = c.hiddenSize, I = c.intermediateSize, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
+    return ({ q: [qd, H], k: [kvd, H], v: [kvd, H], o: [H, qd], gate: [I, H], up: [I, H], down: [H, I] } as const)[n] as [number, number];
+  }
+
+  hasBias(n: LinearName): boolean {
+    const c = this.config;
+    if (n === "q" || n === "k" || n === "v") return c.attentionBias;
+    if (n === "o") return c.oProjBias;
+    return c.mlpBias;
+  }
+
+  loadLinear(layer: number, n: LinearName): Linear {
+    const prefix = `model.layers.${layer}.${LINEAR_PATH[n]}`;
+    const [out, inF] = this.linearShape(n);
+    const lin: Linear = { name: prefix };
+    if (this.ckpt.has(`${prefix}.bias`)) lin.bias = this.tensor(`${prefix}.bias`, [out]);
+    if (this.ckpt.has(`${prefix}.qweight`)) lin.q = this.backend.prepareQuantWeight(this.quantSpec(prefix, inF, out));
+    else lin.w = this.tensor(`${prefix}.weight`, [out, inF]);
+    return lin;
+  }
+
+  /** the packed tensors of a GPTQ linear, validated against config.json and quantization_config */
+  quantSpec(prefix: string, inF: number, out: number): QuantWeightSpec {
+    const qc = this.config.quantization;
+    if (!qc) throw new ModelFormatError(`${this.dir}: "${prefix}.qweight" present but no quantization_config in config.json nor quantize_config.json`);
+    const bits = qc.bits;
+    const get = (suffix: string, dt: StDtype[]) => {
+      const info = this.ckpt.info(`${prefix}.${suffix}`);
+      if (!dt.includes(info.dtype)) throw new ModelFormatError(`${info.file}: "${prefix}.${suffix}" has dtype ${info.dtype}, expected ${dt.join(" or ")}`);
+      return { info, view: typedView(this.ckpt.bytes(`${prefix}.${suffix}`), info.dtype) };
+    };
+    const qw = get("qweight", ["I32"]);
+    const qz = get("qzeros", ["I32"]);
+    const sc = get("scales", ["F16", "BF16", "F32"]);
+    const groups = sc.info.shape[0]!;
+    const expect = (name: string, shape: number[], want: number[]) => {
+      if (shape.length !== want.length || shape.some((d, i) => d !== want[i])) {
+        throw new ModelFormatError(`${this.dir}: "${prefix}.${name}" has shape [${shape}], expected [${want}] for ${bits}-bit, in ${inF}, out ${out}, ${groups} groups`);
+      }
+    };
+    expect("qweight", qw.info.shape, [(inF * bits) / 32, out]);
+    expect("qzeros", qz.info.shape, [groups, (out * bits) / 32]);
+    expect("scales", sc.info.shape, [groups, out]);
+    const scales = sc.info.dtype === "F16" ? f16ToF32Array(sc.view as Uint16Array) : sc.info.dtype === "BF16" ? bf16ToF32Array(sc.view as Uint16Array) : Float32Array.from(sc.view as Float32Array);
+    let gIdx: Int32Array;
+    if (this.ckpt.has(`${prefix}.g_idx`)) {
+      const g = get("g_idx", ["I32", "I64"]);
+      expect("g_idx", g.info.shape, [inF]);
+      gIdx = g.info.dtype === "I64" ? Int32Array.from(g.view as BigInt64Array, (x) => Number(x)) : Int32Array.from(g.view as Int32Array);
+    } else {
+      const gs = qc.groupSize > 0 ? qc.groupSize : inF;
+      gIdx = Int32Array.from({ length: inF }, (_, k) => Math.floor(k / gs));
+    }
+    return {
+      bits, inFeatures: inF, outFeatures: out, groups,
+      qweight: Int32Array.from(qw.view as Int32Array),
+      qzeros: Int32Array.from(qz.view as Int32Array),
+      scales, gIdx,
+      zeroOffset: qc.checkpointFormat === "gptq" ? 1 : 0,
+    };
+  }
+
+  loadLayer(i: number): LayerWeights {
+    const H = this.config.hiddenSize;
+    const p = `model.layers.${i}`;
+    const L = { index: i, inNorm: this.tensor(`${p}.input_layernorm.weight`, [H]), postNorm: this.tensor(`${p}.post_attention_layernorm.weight`, [H]) } as LayerWeights;
+    for (const n of LINEARS) L[n] = this.loadLinear(i, n);
+    return L;
+  }
+
+  layer(i: number): LayerWeights {
+    let L = this.layers[i];
+    if (!L) L = this.layers[i] = this.loadLayer(i);
+    return L;
+  }
+
+  freeLayer(i: number): void {
+    const L = this.layers[i];
+    if (!L) return;
+    const be = this.backend;
+    be.free(L.inNorm);
+    be.free(L.postNorm);
+    for (const n of LINEARS) freeLinear(be, L[n]);
+    this.layers[i] = null;
+  }
+
+  newCache(maxLen: number): KVCache {
+    const c = this.config;
+    const kvd = c.numKvHeads * c.headDim;
+    const k: Tensor[] = [], v: Tensor[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      k.push(this.backend.empty([maxLen, kvd], "f32"));
+      v.push(this.backend.empty([maxLen, kvd], "f32"));
+    }
+    return { maxLen, k, v, length: 0 };
+  }
+
+  freeCache(cache: KVCache): void {
+    for (const t of [...cache.k, ...cache.v]) this.backend.free(t);
+  }
+
+  /**
+   * Hidden states after the last layer (before the final norm).
+   * With `cache`, ids continue the cached sequence (pos0 = cache.length). Without, ids are
+   * `ids.length / seqLen` independent sequences of seqLen tokens each.
+   */
+  hidden(ids: Int32Array, opts: { cache?: KVCache; seqLen?: number } = {}): Tensor {
+    const be = this.backend;
+    let x = be.embedding(ids, this.embed);
+    for (let i = 0; i < this.config.numLayers; i++) {
+      const y = layerForward(this, this.layer(i), x, opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length });
+      be.free(x);
+      x = y;
+    }
+    if (opts.cache) opts.cache.length += ids.length;
+    return x;
+  }
+
+  /** logits [T, V] */
+  forward(ids: Int32Array, opts: { cache?: KVCache; seqLen?: number } = {}): Tensor {
+    const be = this.backend;
+    if (opts.cache && opts.cache.length + ids.length > opts.cache.maxLen) {
+      throw new InvalidArgumentError(`sequence of ${opts.cache.length + ids.length} tokens exceeds the KV cache of ${opts.cache.maxLen}`);
+    }
+    const x = this.hidden(ids, opts);
+    const h = be.rmsNorm(x, this.norm, this.config.rmsNormEps);
+    be.free(x);
+    const logits = be.matmul(h, this.lmHead);
+    be.free(h);
+    return logits;
+  }
+}
+
+export function freeLinear(be: Backend, l: Linear): void {
+  if (l.w) be.free(l.w);
+  if (l.q) be.free(l.q);
+  if (l.bias) be.free(l.bias);
+}
+
+export function linear(be: Backend, x: Tensor, l: Linear): Tensor {
+  return l.q ? be.quantMatmul(x, l.q, l.bias) : be.matmul(x, l.w!, l.bias);
+}
+
+export type SeqOpts = { cache: KVCache; layer: number } | { seqLen: number };
+
+/** q, k, v with rope applied; k/v written to the cache when there is one */
+export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q: Tensor; k: Tensor; v: Tensor } {
+  const be = m.backend, c = m.config;
+  const pos0 = "cache" in o ? o.cache.length : 0;
+  const seqLen = "cache" in o ? undefined : o.seqLen;
+  const q = linear(be, h, L.q), k = linear(be, h, L.k), v = linear(be, h, L.v);
+  const rope = { headDim: c.headDim, pos0, seqLen, invFreq: c.rope.invFreq, scale: c.rope.attentionScaling };
+  be.rope(q, { ...rope, heads: c.numHeads });
+  be.rope(k, { ...rope, heads: c.numKvHeads });
+  return { q, k, v };
+}
+
+/** the attention output before o_proj: [T, heads·hd] */
+export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor }, o: SeqOpts): Tensor {
+  const be = m.backend, c = m.config;
+  const a = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
+  if ("cache" in o) {
+    const kc = o.cache.k[o.layer]!, vc = o.cache.v[o.layer]!;
+    be.writeRows(kc, t.k, o.cache.length);
+    be.writeRows(vc, t.v, o.cache.length);
+    return be.attention(t.q, kc, vc, { ...a, pos0: o.cache.length });
+  }
+  return be.attention(t.q, t.k, t.v, { ...a, pos0: 0, seqLen: o.seqLen });
+}
+
+/** one decoder layer: x [T, H] -> x' [T, H] */
+export function layerForward(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts): Tensor {
+  const be = m.backend, c = m.config;
+  const h = be.rmsNorm(x, L.inNorm, c.rmsNormEps);
+  const t = qkv(m, L, h, o);
+  be.free(h);
+  const a = attend(m, t, o);
+  be.free(t.q); be.free(t.k); be.free(t.v);
+  const ao = linear(be, a, L.o);
+  be.free(a);
+  const x2 = be.add(x, ao);
+  be.free(ao);
+  const y = mlp(m, L, x2);
+  const out = be.add(x2, y);
+  be.free(x2); be.free(y);
+  return out;
+}
+
+/** the MLP branch (without the residual): (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ with h = rmsNorm(x) */
+export function mlp(m: LlamaModel, L: LayerWeights, x: Tensor): Tensor {
+  const be = m.backend;
+  const h = be.rmsNorm(x, L.postNorm, m.config.rmsNormEps);
+  const g = linear(be, h, L.gate), u = linear(be, h, L.up);
+  be.free(h);
+  const act = be.siluMul(g, u);
+  be.free(g); be.free(u);
+  const y = linear(be, act, L.down);
+  be.free(act);
+  return y;
+}
