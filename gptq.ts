@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** The command line. Each command calls the library (src/index.ts); nothing here computes. */
 import { cac } from "cac";
+import { quantize } from "./src/gptq/quantize.ts";
 import { loadModel, evaluate, readDatasetText, generate, inspectModel, formatInspect, probeAll, GptqError, InvalidArgumentError } from "./src/index.ts";
 
 const cli = cac("gptq");
@@ -69,6 +70,52 @@ cli
   .action(async (model: string, o) => {
     const r = await inspectModel(model);
     console.log(o.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+  });
+
+cli
+  .command("quantize <model>", "GPTQ-quantize a Hugging Face causal LM into a standard GPTQ checkpoint")
+  .option("--out <dir>", "output folder (written atomically)")
+  .option("--dataset <path>", "calibration text: a text file, .jsonl with a text field, or a folder")
+  .option("--bits <n>", "2 | 3 | 4 | 8", { default: 4 })
+  .option("--group-size <n>", "columns per group, -1 = per output channel", { default: 128 })
+  .option("--desc-act", "act-order: quantize columns by decreasing Hessian diagonal")
+  .option("--static-groups", "group parameters computed up front on contiguous groups")
+  .option("--sym", "symmetric quantization (default asymmetric)")
+  .option("--damp <f>", "dampening as a fraction of mean(diag H); raised automatically if needed", { default: 0.01 })
+  .option("--mse", "grid-search the clipping range (quant.py's MSE search)")
+  .option("--nsamples <n>", "calibration windows", { default: 128 })
+  .option("--seqlen <n>", "tokens per calibration window (capped by the model's context)", { default: 2048 })
+  .option("--seed <n>", "calibration sampling seed", { default: 0 })
+  .option("--no-true-sequential", "take all Hessians from the unquantized layer")
+  .option("--method <m>", "gptq | rtn (round to nearest, the baseline)", { default: "gptq" })
+  .option("--format <f>", "gptq (v1 zeros, what most loaders expect) | gptq_v2", { default: "gptq" })
+  .option("--max-shard-size <size>", "shard the weights above this size", { default: "2GB" })
+  .option("--overwrite", "replace --out if it exists")
+  .example("bun run gptq.ts quantize ../shared/data/gutenberg-llama-16m --out /tmp/q4 --dataset ../shared/data/wikitext-2-raw/wiki.valid.raw --seqlen 512")
+  .action(async (model: string, o) => {
+    if (!o.out) throw new InvalidArgumentError("--out: required (the folder to write the checkpoint to)");
+    const r = await quantize(model, {
+      out: o.out,
+      dataset: o.dataset,
+      bits: num("bits", o.bits, { int: true }),
+      groupSize: num("group-size", o.groupSize, { int: true }),
+      descAct: Boolean(o.descAct),
+      staticGroups: Boolean(o.staticGroups),
+      sym: Boolean(o.sym),
+      damp: num("damp", o.damp),
+      mse: Boolean(o.mse),
+      nsamples: num("nsamples", o.nsamples, { int: true, min: 1 }),
+      seqlen: num("seqlen", o.seqlen, { int: true, min: 2 }),
+      seed: num("seed", o.seed, { int: true }),
+      trueSequential: o.trueSequential !== false,
+      method: o.method,
+      format: o.format,
+      maxShardSize: o.maxShardSize,
+      overwrite: Boolean(o.overwrite),
+      backend: o.backend,
+      log,
+    });
+    log(`wrote ${r.out} (${r.totals.modules} modules, total loss ${r.totals.loss.toExponential(4)}, ${r.totals.seconds.toFixed(1)} s on ${r.backend})`);
   });
 
 cli.command("backends", "probe every backend and say what it found or why it is unavailable").option("--json", "print JSON").action(async (o) => {

@@ -9,6 +9,8 @@ export { Checkpoint, openSafetensors, writeSafetensors } from "./model/safetenso
 export { parseConfig, type LlamaConfig } from "./model/config.ts";
 export { resolveModel } from "./model/hub.ts";
 export * from "./errors.ts";
+export { quantize, type QuantizeOptions, type QuantizeReport } from "./gptq/quantize.ts";
+export { gptqQuantize, rtnQuantize, type GptqOptions, type QuantizedLinear } from "./gptq/gptq.ts";
 import "./backends.ts";
 
 import { LlamaModel, type LoadOptions } from "./model/llama.ts";

@@ -1,0 +1,250 @@
+/**
+ * Quantize a whole model, layer by layer (never the whole model in float32):
+ *   calibration windows -> embeddings X [nsamples·seqlen, H] on the backend
+ *   per layer, true-sequential: [k, v, q] -> [o] -> [up, gate] -> [down], each group's Hessian taken on
+ *   inputs produced with the already-quantized earlier groups; the layer's output with quantized weights
+ *   is the next layer's input. Packed tensors stream to the output shards as layers finish.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Backend } from "../backend.ts";
+import type { Tensor } from "../tensor.ts";
+import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
+import { LlamaModel, LINEAR_PATH, attend, linear, qkv, type LayerWeights, type LinearName } from "../model/llama.ts";
+import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
+import { gptqQuantize, rtnQuantize, dequantizeLinear, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
+import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
+import { packedLen } from "./pack.ts";
+import { Progress } from "../progress.ts";
+
+export const VERSION = "0.1.0";
+
+export interface QuantizeOptions extends Partial<GptqOptions> {
+  out: string;
+  /** calibration text file / .jsonl / folder (required for gptq) */
+  dataset?: string;
+  nsamples?: number;
+  seqlen?: number;
+  seed?: number;
+  trueSequential?: boolean;
+  method?: "gptq" | "rtn";
+  format?: "gptq" | "gptq_v2";
+  maxShardSize?: string | number;
+  overwrite?: boolean;
+  backend?: string | Backend;
+  /** per-module progress lines (default true) */
+  progress?: boolean;
+  log?: (s: string) => void;
+}
+
+export interface ModuleReport {
+  name: string;
+  loss: number;
+  damp: number;
+  seconds: number;
+  samples: number;
+}
+export interface QuantizeReport {
+  tool: string;
+  model: string;
+  out: string;
+  backend: string;
+  method: string;
+  config: Record<string, unknown>;
+  modules: ModuleReport[];
+  totals: { modules: number; layers: number; loss: number; seconds: number; calibrationTokens: number };
+}
+
+const SEQUENTIAL_GROUPS: LinearName[][] = [["k", "v", "q"], ["o"], ["up", "gate"], ["down"]];
+
+export async function quantize(modelArg: string, opts: QuantizeOptions): Promise<QuantizeReport> {
+  const t0 = performance.now();
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const method = opts.method ?? "gptq";
+  if (method !== "gptq" && method !== "rtn") throw new InvalidArgumentError(`--method: "${method}" is not one of gptq, rtn`);
+  const format = opts.format ?? "gptq";
+  if (format !== "gptq" && format !== "gptq_v2") throw new InvalidArgumentError(`--format: "${format}" is not one of gptq, gptq_v2`);
+  const g: GptqOptions = {
+    bits: opts.bits ?? 4,
+    groupSize: opts.groupSize ?? 128,
+    sym: opts.sym ?? false,
+    descAct: opts.descAct ?? false,
+    staticGroups: opts.staticGroups ?? false,
+    damp: opts.damp ?? 0.01,
+    mse: opts.mse ?? false,
+  };
+  const trueSequential = opts.trueSequential ?? true;
+  const nsamples = opts.nsamples ?? 128;
+  if (!Number.isInteger(nsamples) || nsamples < 1) throw new InvalidArgumentError(`--nsamples: must be a positive integer, got ${nsamples}`);
+  const model = await LlamaModel.load(modelArg, { backend: opts.backend, lazyLayers: true, log });
+  const c = model.config;
+  if (c.quantization) throw new ModelFormatError(`${model.dir}: the model is already GPTQ-quantized; quantize the original float checkpoint`);
+  const be = model.backend;
+  let seqlen = opts.seqlen ?? 2048;
+  if (seqlen > c.maxPositions) {
+    log(`--seqlen ${seqlen} capped at the model's context ${c.maxPositions}`);
+    seqlen = c.maxPositions;
+  }
+  // validate shapes up front: every linear must pack into whole int32 words
+  for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
+    const info = model.ckpt.info(`model.layers.0.${LINEAR_PATH[n]}.weight`);
+    const [out, inF] = info.shape as [number, number];
+    validateOptions(g, inF);
+    packedLen(inF, g.bits, `${LINEAR_PATH[n]}: in_features ${inF} at ${g.bits} bits`);
+    packedLen(out, g.bits, `${LINEAR_PATH[n]}: out_features ${out} at ${g.bits} bits`);
+  }
+  const writer = new CheckpointWriter(opts.out, parseSize(opts.maxShardSize ?? "2GB"), opts.overwrite);
+  const modules: ModuleReport[] = [];
+  const show = opts.progress !== false;
+  try {
+    let X: Tensor | null = null;
+    if (method === "gptq") {
+      if (!opts.dataset) throw new InvalidArgumentError("--dataset: required for --method gptq (a text file, .jsonl or folder for calibration)");
+      const ids = calibrationWindows(model.tokenizer, readCalibrationTexts(opts.dataset), nsamples, seqlen, opts.seed ?? 0);
+      X = be.embedding(ids, model.embed);
+    }
+    const bar = show ? new Progress("quantize", c.numLayers) : null;
+    for (let li = 0; li < c.numLayers; li++) {
+      const L = model.layer(li);
+      const results = new Map<LinearName, QuantizedLinear>();
+      const done = (n: LinearName, q: QuantizedLinear) => {
+        results.set(n, q);
+        const name = `model.layers.${li}.${LINEAR_PATH[n]}`;
+        modules.push({ name, loss: q.loss, damp: q.damp, seconds: q.seconds, samples: method === "gptq" ? nsamples : 0 });
+        if (show) log(`layer ${li + 1}/${c.numLayers} ${LINEAR_PATH[n].padEnd(16)} loss ${q.loss.toExponential(4)} damp ${q.damp} ${q.seconds.toFixed(2)}s`);
+      };
+      if (method === "rtn") {
+        for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, quantizeOne(model, li, n, null, g) as QuantizedLinear);
+      } else {
+        X = await gptqLayer(model, L, X!, seqlen, nsamples, g, trueSequential, done);
+      }
+      for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
+        const prefix = `model.layers.${li}.${LINEAR_PATH[n]}`;
+        for (const t of packLinear(prefix, results.get(n)!, format)) writer.add(t);
+        if (model.ckpt.has(`${prefix}.bias`)) writer.add(copyTensor(model, `${prefix}.bias`));
+      }
+      for (const norm of ["input_layernorm", "post_attention_layernorm"]) writer.add(copyTensor(model, `model.layers.${li}.${norm}.weight`));
+      model.freeLayer(li);
+      bar?.tick(1, `layer ${li + 1}`);
+    }
+    bar?.done();
+    if (X) be.free(X);
+    for (const name of ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]) if (model.ckpt.has(name)) writer.add(copyTensor(model, name));
+
+    const qc = {
+      quant_method: "gptq",
+      bits: g.bits,
+      group_size: g.groupSize,
+      desc_act: g.descAct,
+      sym: g.sym,
+      static_groups: g.staticGroups,
+      true_sequential: trueSequential,
+      damp_percent: g.damp,
+      mse: g.mse,
+      checkpoint_format: format,
+      model_file_base_name: "model",
+      meta: { quantizer: [`gptq-ts:${VERSION}`], method, damp_auto_increment: "x2 until positive-definite", damp_used_max: Math.max(...modules.map((m) => m.damp)) },
+    };
+    const config = JSON.parse(readFileSync(join(model.dir, "config.json"), "utf8"));
+    config.quantization_config = qc;
+    const seconds = (performance.now() - t0) / 1000;
+    const report: QuantizeReport = {
+      tool: `gptq-ts ${VERSION}`,
+      model: modelArg,
+      out: writer.out,
+      backend: be.name,
+      method,
+      config: { ...qc, nsamples, seqlen, seed: opts.seed ?? 0, dataset: opts.dataset ?? null },
+      modules,
+      totals: { modules: modules.length, layers: c.numLayers, loss: modules.reduce((a, m) => a + m.loss, 0), seconds, calibrationTokens: method === "gptq" ? nsamples * seqlen : 0 },
+    };
+    writer.finish({ "config.json": config, "quantize_config.json": qc, "quant_report.json": report }, model.dir);
+    return report;
+  } catch (e) {
+    writer.abort();
+    throw e;
+  }
+}
+
+function copyTensor(model: LlamaModel, name: string) {
+  const info = model.ckpt.info(name);
+  return { name, dtype: info.dtype, shape: info.shape, data: model.ckpt.bytes(name) };
+}
+
+/** GPTQ (with Hessian H) or RTN (H null) of one linear; returns the result */
+function quantizeOne(model: LlamaModel, li: number, n: LinearName, H: Float32Array | null, g: GptqOptions): QuantizedLinear | Promise<QuantizedLinear> {
+  const name = `model.layers.${li}.${LINEAR_PATH[n]}.weight`;
+  const [out, inF] = model.ckpt.info(name).shape as [number, number];
+  const W = model.hostF32(name);
+  return H === null ? rtnQuantize(W, out, inF, g) : gptqQuantize(model.backend, W, out, inF, H!, g);
+}
+
+async function hessian(be: Backend, x: Tensor, nsamples: number): Promise<Float32Array> {
+  const K = x.shape[1]!;
+  const h = be.upload(new Float32Array(K * K), [K, K], "f32");
+  be.hessianAccumulate(h, x);
+  const H = (await be.download(h)) as Float32Array;
+  be.free(h);
+  // the reference's running average: H = 2/nsamples · Σ XᵀX (nsamples = calibration sequences)
+  const s = 2 / nsamples;
+  for (let i = 0; i < H.length; i++) H[i]! *= s;
+  return H;
+}
+
+/** quantize one layer's linears; returns the layer's output with quantized weights */
+async function gptqLayer(
+  model: LlamaModel, L: LayerWeights, X: Tensor, seqLen: number, nsamples: number, g: GptqOptions, trueSequential: boolean,
+  done: (n: LinearName, q: QuantizedLinear) => void,
+): Promise<Tensor> {
+  const be = model.backend, c = model.config;
+  const li = L.index;
+  const swap = async (n: LinearName, H: Float32Array) => {
+    const q = await quantizeOne(model, li, n, H, g);
+    done(n, q);
+    const old = L[n];
+    L[n] = { name: old.name, w: be.upload(dequantizeLinear(q), [q.outFeatures, q.inFeatures], "f32"), bias: old.bias };
+    if (old.w) be.free(old.w);
+  };
+  const so = { seqLen };
+  // inputs of each group, computed as late as possible so earlier groups are already quantized
+  const h1 = be.rmsNorm(X, L.inNorm, c.rmsNormEps);
+  const Hattn = await hessian(be, h1, nsamples);
+  let Ho: Float32Array | null = null, Hmlp: Float32Array | null = null, Hdown: Float32Array | null = null;
+  if (!trueSequential) {
+    // all four inputs from the unquantized layer in one pass, as the reference without true-sequential
+    const t = qkv(model, L, h1, so);
+    const a = attend(model, t, so);
+    Ho = await hessian(be, a, nsamples);
+    const x2 = be.add(X, linear(be, a, L.o));
+    const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
+    Hmlp = await hessian(be, h2, nsamples);
+    const act = be.siluMul(linear(be, h2, L.gate), linear(be, h2, L.up));
+    Hdown = await hessian(be, act, nsamples);
+    for (const tt of [t.q, t.k, t.v, a, x2, h2, act]) be.free(tt);
+  }
+  for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
+  const t = qkv(model, L, h1, so);
+  be.free(h1);
+  const a = attend(model, t, so);
+  be.free(t.q); be.free(t.k); be.free(t.v);
+  Ho ??= await hessian(be, a, nsamples);
+  await swap("o", Ho);
+  const ao = linear(be, a, L.o);
+  be.free(a);
+  const x2 = be.add(X, ao);
+  be.free(ao); be.free(X);
+  const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
+  Hmlp ??= await hessian(be, h2, nsamples);
+  for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
+  const gt = linear(be, h2, L.gate), u = linear(be, h2, L.up);
+  be.free(h2);
+  const act = be.siluMul(gt, u);
+  be.free(gt); be.free(u);
+  Hdown ??= await hessian(be, act, nsamples);
+  await swap("down", Hdown);
+  const y = linear(be, act, L.down);
+  be.free(act);
+  const out = be.add(x2, y);
+  be.free(x2); be.free(y);
+  return out;
+}
