@@ -16,6 +16,13 @@ import { cpus } from "node:os";
 
 type Store = Float32Array | Int32Array | Uint8Array;
 
+/** GPTQ_POISON=1 (the tests set it): fresh outputs start as NaN so an element a kernel forgets to write shows */
+const POISON = Boolean(process.env.GPTQ_POISON);
+function outF32(n: number): Float32Array {
+  const a = new Float32Array(n);
+  return POISON ? a.fill(NaN) : a;
+}
+
 class CpuTensor implements Tensor {
   constructor(readonly backend: Backend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Store) {}
 }
@@ -48,7 +55,7 @@ export class CpuBackend implements Backend {
   }
   empty(shape: readonly number[], dtype: DType): Tensor {
     const n = numel(shape);
-    const store = dtype === "i32" ? new Int32Array(n) : dtype === "u8" ? new Uint8Array(n) : new Float32Array(n);
+    const store = dtype === "i32" ? new Int32Array(n).fill(POISON ? -1 : 0) : dtype === "u8" ? new Uint8Array(n).fill(POISON ? 255 : 0) : outF32(n);
     return this.make(shape, dtype, store);
   }
   async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
@@ -64,7 +71,7 @@ export class CpuBackend implements Backend {
     const M = numel(x.shape) / K;
     const [N, K2] = w.shape as [number, number];
     if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
-    const out = new Float32Array(M * N);
+    const out = outF32(M * N);
     if (bias) for (let m = 0; m < M; m++) out.set(f(bias), m * N);
     sgemm(false, true, M, N, K, 1, f(x), K, f(w), K, bias ? 1 : 0, out, N);
     return this.make([M, N], "f32", out);
@@ -73,7 +80,7 @@ export class CpuBackend implements Backend {
   embedding(ids: Int32Array, table: Tensor): Tensor {
     // table [V,H], ids [T] -> [T,H]
     const [V, H] = table.shape as [number, number];
-    const out = new Float32Array(ids.length * H);
+    const out = outF32(ids.length * H);
     const tb = f(table);
     for (let t = 0; t < ids.length; t++) {
       const id = ids[t]!;
@@ -88,7 +95,7 @@ export class CpuBackend implements Backend {
     const H = x.shape[x.shape.length - 1]!;
     const T = numel(x.shape) / H;
     const xs = f(x), ws = f(w);
-    const out = new Float32Array(T * H);
+    const out = outF32(T * H);
     for (let t = 0; t < T; t++) {
       let ss = 0;
       for (let i = 0; i < H; i++) ss += xs[t * H + i]! * xs[t * H + i]!;
@@ -134,7 +141,7 @@ export class CpuBackend implements Backend {
     const { heads, kvHeads, headDim: hd, pos0 } = o;
     const QC = heads * hd;
     const T = numel(q.shape) / QC;
-    const out = new Float32Array(T * QC);
+    const out = outF32(T * QC);
     const seq = o.seqLen ?? T;
     if (T % seq !== 0 || (o.seqLen && o.seqLen !== T && pos0 !== 0)) throw new InvalidArgumentError(`attention: ${T} rows do not split into sequences of ${seq} (pos0 must be 0 for several sequences)`);
     for (let b = 0; b < T / seq; b++) {
@@ -145,7 +152,7 @@ export class CpuBackend implements Backend {
 
   siluMul(g: Tensor, u: Tensor): Tensor {
     const gs = f(g), us = f(u);
-    const out = new Float32Array(gs.length);
+    const out = outF32(gs.length);
     for (let i = 0; i < gs.length; i++) {
       const v = gs[i]!;
       out[i] = (v / (1 + Math.exp(-v))) * us[i]!;
@@ -156,7 +163,7 @@ export class CpuBackend implements Backend {
   add(a: Tensor, b: Tensor): Tensor {
     const as = f(a), bs = f(b);
     if (as.length !== bs.length) throw new InvalidArgumentError(`add: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
-    const out = new Float32Array(as.length);
+    const out = outF32(as.length);
     for (let i = 0; i < as.length; i++) out[i] = as[i]! + bs[i]!;
     return this.make(a.shape, "f32", out);
   }
@@ -165,7 +172,7 @@ export class CpuBackend implements Backend {
     const V = x.shape[x.shape.length - 1]!;
     const T = numel(x.shape) / V;
     const xs = f(x);
-    const out = new Float32Array(T * V);
+    const out = outF32(T * V);
     for (let t = 0; t < T; t++) {
       const lse = logSumExp(xs, t * V, V);
       for (let j = 0; j < V; j++) out[t * V + j] = xs[t * V + j]! - lse;

@@ -67,6 +67,9 @@ export async function resolveModel(arg: string, opts: { quiet?: boolean } = {}):
     });
     return new Response(stream, { status: res.status, statusText: res.statusText, headers: res.headers });
   }) as typeof fetch;
+  // @huggingface/hub logs every file with console.debug (stdout): keep stdout clean for --json
+  const debug = console.debug;
+  console.debug = process.env.GPTQ_DEBUG ? (...a: unknown[]) => console.error(...a) : () => {};
   try {
     const dir = await snapshotDownload({
       repo: { type: "model", name: repo },
@@ -82,5 +85,7 @@ export async function resolveModel(arg: string, opts: { quiet?: boolean } = {}):
     bar?.done();
     if (cached) return cached;
     throw new HubError(`downloading ${repo}@${revision} from ${endpoint} failed: ${(e as Error).message}. Check the id, HF_TOKEN for gated/private repos, or pass a local folder`, { cause: e });
+  } finally {
+    console.debug = debug;
   }
 }

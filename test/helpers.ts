@@ -1,0 +1,95 @@
+/** Shared test helpers: fresh random data, backends under test, and a strict comparison (NaN never passes). */
+import { expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import "../src/backends.ts";
+import { probeAll, selectBackend, type Backend } from "../src/backend.ts";
+import type { Tensor } from "../src/tensor.ts";
+
+export const DATA = join(import.meta.dir, "..", "..", "shared", "data");
+export const hasData = existsSync(DATA);
+
+/** a fresh seed per run (printed on failure through the test name), so kernels meet new inputs every time */
+export const SEED = Number(process.env.GPTQ_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+
+export function rng(seed = SEED): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+/** normal(0, std) samples */
+export function randn(n: number, r: () => number, std = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12), v = r();
+    out[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/** relative error ‖a − b‖ / ‖b‖, failing outright on any non-finite value in a */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (!Number.isFinite(x)) throw new Error(`non-finite output at ${i}: ${x} (reference ${y})`);
+    num += (x - y) ** 2;
+    den += y * y;
+  }
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what = ""): void {
+  const e = relErr(a, b);
+  if (!(e <= tol)) throw new Error(`${what} relative error ${e.toExponential(3)} > ${tol} (seed ${SEED})`);
+  expect(e).toBeLessThanOrEqual(tol);
+}
+
+/** the awkward sizes every kernel is tried on */
+export const AWKWARD = [1, 3, 127, 129];
+
+let cached: { name: string; backend: Backend | null; reason?: string }[] | null = null;
+/**
+ * Every registered backend except cpu, each with a Backend if its probe succeeds here. GPTQ_TEST_BACKENDS
+ * (comma list) narrows it. CPU is the oracle and is tested against independent references separately.
+ */
+export async function gpuBackends(): Promise<{ name: string; backend: Backend | null; reason?: string }[]> {
+  if (cached) return cached;
+  const want = process.env.GPTQ_TEST_BACKENDS?.split(",");
+  const out = [];
+  for (const p of await probeAll()) {
+    if (p.name === "cpu" || (want && !want.includes(p.name))) continue;
+    out.push(p.available ? { name: p.name, backend: await selectBackend(p.name) } : { name: p.name, backend: null, reason: p.reason });
+  }
+  return (cached = out);
+}
+export async function cpu(): Promise<Backend> {
+  return selectBackend("cpu");
+}
+
+/**
+ * Declare `body` once per non-CPU backend: it runs against the CPU backend as oracle. An unavailable
+ * backend shows up as a skipped test with its probe's reason in the name.
+ */
+export async function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) => Promise<void> | void, timeout = 120_000): Promise<void> {
+  const ref = await cpu();
+  for (const b of await gpuBackends()) {
+    if (!b.backend) test.skip(`${label} [${b.name}: unavailable: ${b.reason}]`, () => {});
+    else test(`${label} [${b.name}]`, () => body(b.backend!, ref), timeout);
+  }
+}
+
+/** an output tensor pre-filled with NaN so unwritten elements show */
+export function poisoned(be: Backend, shape: number[]): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return be.upload(new Float32Array(n).fill(NaN), shape, "f32");
+}
+
+export async function dl(t: Tensor): Promise<Float32Array> {
+  return (await t.backend.download(t)) as Float32Array;
+}

@@ -1,0 +1,67 @@
+// quant_matmul: x [M, in] @ dequant(W)ᵀ (+ b) -> [M, out], W[n,k] = scale[g,n]·(q[k,n] − zero[g,n]), g = g_idx[k]
+import { describe, test } from "bun:test";
+import { cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import type { Backend, QuantWeightSpec } from "../../src/backend.ts";
+import { packQweight, packQzeros } from "../../src/gptq/pack.ts";
+import { f16ToF32Array, f32ToF16Array } from "../../src/dtype.ts";
+
+interface Case { spec: QuantWeightSpec; codes: Uint8Array; zeros: Int32Array }
+
+/** random codes, fp16-representable scales, zeros, and (optionally act-order) g_idx, packed in the standard layout */
+export function randomQuant(r: () => number, bits: number, K: number, N: number, gs: number, actOrder: boolean, v1: boolean): Case {
+  const maxq = (1 << bits) - 1;
+  const G = Math.ceil(K / gs);
+  const codes = Uint8Array.from({ length: K * N }, () => Math.floor(r() * (maxq + 1)));
+  const zeros = Int32Array.from({ length: G * N }, () => (v1 ? 1 : 0) + Math.floor(r() * maxq));
+  const scales = f16ToF32Array(f32ToF16Array(Float32Array.from({ length: G * N }, () => 0.001 + 0.02 * r())));
+  let gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / gs));
+  if (actOrder) {
+    for (let i = K - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [gIdx[i], gIdx[j]] = [gIdx[j]!, gIdx[i]!];
+    }
+  }
+  const stored = v1 ? zeros.map((z) => z - 1) : zeros;
+  return {
+    codes, zeros,
+    spec: { bits, inFeatures: K, outFeatures: N, groups: G, qweight: packQweight(codes, K, N, bits), qzeros: packQzeros(stored, G, N, bits), scales, gIdx, zeroOffset: v1 ? 1 : 0 },
+  };
+}
+
+function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Float64Array {
+  const { inFeatures: K, outFeatures: N } = c.spec;
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+    let s = bias ? bias[n]! : 0;
+    for (let k = 0; k < K; k++) {
+      const g = c.spec.gIdx[k]!;
+      s += x[m * K + k]! * c.spec.scales[g * N + n]! * (c.codes[k * N + n]! - c.zeros[g * N + n]!);
+    }
+    y[m * N + n] = s;
+  }
+  return y;
+}
+
+async function check(be: Backend, oracle?: Backend) {
+  const r = rng();
+  for (const bits of [2, 3, 4, 8]) for (const [K, N, gs] of [[32, 32, 32], [96, 160, 32], [416, 96, 128], [256, 32, 256]] as const) {
+    for (const actOrder of [false, true]) {
+      const c = randomQuant(r, bits, K, N, gs, actOrder, bits !== 8);
+      for (const M of [1, 3, 16, 127]) {
+        const x = randn(M * K, r);
+        const bias = M === 3 ? randn(N, r) : null;
+        const run = async (B: Backend) => {
+          const w = B.prepareQuantWeight(c.spec);
+          return dl(B.quantMatmul(B.upload(x, [M, K], "f32"), w, bias ? B.upload(bias, [N], "f32") : undefined));
+        };
+        const want = oracle ? await run(oracle) : ref(x, c, M, bias);
+        expectClose(await run(be), want, oracle ? 2e-3 : 1e-5, `quantMatmul bits=${bits} M=${M} K=${K} N=${N} gs=${gs} act=${actOrder}`);
+      }
+    }
+  }
+}
+
+describe("quant_matmul", () => {
+  test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
+  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+});

@@ -1,0 +1,30 @@
+// rms_norm: x [T,H], w [H] -> x · rsqrt(mean(x²) + eps) · w
+import { describe, test } from "bun:test";
+import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import type { Backend } from "../../src/backend.ts";
+
+async function check(be: Backend, oracle?: Backend) {
+  const r = rng();
+  for (const T of AWKWARD) for (const H of [1, 3, 127, 384, 1031]) {
+    const x = randn(T * H, r, 3), w = randn(H, r);
+    const got = await dl(be.rmsNorm(be.upload(x, [T, H], "f32"), be.upload(w, [H], "f32"), 1e-5));
+    let want: ArrayLike<number>;
+    if (oracle) want = await dl(oracle.rmsNorm(oracle.upload(x, [T, H], "f32"), oracle.upload(w, [H], "f32"), 1e-5));
+    else {
+      const y = new Float64Array(T * H);
+      for (let t = 0; t < T; t++) {
+        let ss = 0;
+        for (let i = 0; i < H; i++) ss += x[t * H + i]! ** 2;
+        const rr = 1 / Math.sqrt(ss / H + 1e-5);
+        for (let i = 0; i < H; i++) y[t * H + i] = x[t * H + i]! * rr * w[i]!;
+      }
+      want = y;
+    }
+    expectClose(got, want, 1e-5, `rmsNorm T=${T} H=${H}`);
+  }
+}
+
+describe("rms_norm", () => {
+  test("cpu vs float64", async () => check(await cpu()));
+  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+});

@@ -1,0 +1,47 @@
+// rope: x [T, heads·hd] in place, Hugging Face half-split layout: (x1, x2) -> (x1 cos − x2 sin, x2 cos + x1 sin)
+import { describe, test } from "bun:test";
+import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import type { Backend } from "../../src/backend.ts";
+import { computeInvFreq } from "../../src/model/config.ts";
+
+/** the reference as transformers writes it: q·cos + rotate_half(q)·sin with cos = cat(freqs, freqs) */
+function ref(x: Float32Array, T: number, heads: number, hd: number, pos: (t: number) => number, inv: Float32Array): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let t = 0; t < T; t++) for (let h = 0; h < heads; h++) for (let i = 0; i < hd; i++) {
+    const f = inv[i % (hd / 2)]! * pos(t);
+    const rot = i < hd / 2 ? -x[t * heads * hd + h * hd + i + hd / 2]! : x[t * heads * hd + h * hd + i - hd / 2]!;
+    y[t * heads * hd + h * hd + i] = x[t * heads * hd + h * hd + i]! * Math.cos(f) + rot * Math.sin(f);
+  }
+  return y;
+}
+
+async function check(be: Backend, oracle?: Backend) {
+  const r = rng();
+  for (const T of AWKWARD) for (const [heads, hd] of [[1, 2], [3, 8], [5, 64], [2, 128]] as const) for (const pos0 of [0, 37]) {
+    const inv = computeInvFreq(hd, 10000, {}, 2048).invFreq;
+    const x = randn(T * heads * hd, r);
+    const seqLen = T > 3 ? Math.ceil(T / 2) : undefined;
+    const opts = { heads, headDim: hd, pos0, invFreq: inv, scale: 1 };
+    const run = async (B: Backend) => {
+      const t = B.upload(x, [T, heads * hd], "f32");
+      B.rope(t, opts);
+      return dl(t);
+    };
+    const want = oracle ? await run(oracle) : ref(x, T, heads, hd, (t) => pos0 + t, inv);
+    expectClose(await run(be), want, 1e-5, `rope T=${T} heads=${heads} hd=${hd} pos0=${pos0}`);
+    if (seqLen && T % seqLen === 0 && pos0 === 0) {
+      const runS = async (B: Backend) => {
+        const t = B.upload(x, [T, heads * hd], "f32");
+        B.rope(t, { ...opts, seqLen });
+        return dl(t);
+      };
+      const wantS = oracle ? await runS(oracle) : ref(x, T, heads, hd, (t) => t % seqLen, inv);
+      expectClose(await runS(be), wantS, 1e-5, `rope seqLen=${seqLen}`);
+    }
+  }
+}
+
+describe("rope", () => {
+  test("cpu vs transformers' rotate_half formula", async () => check(await cpu()));
+  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+});
