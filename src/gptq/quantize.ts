@@ -126,6 +126,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
       for (const norm of ["input_layernorm", "post_attention_layernorm"]) writer.add(copyTensor(model, `model.layers.${li}.${norm}.weight`));
       model.freeLayer(li);
       bar?.tick(1, `layer ${li + 1}`);
+      await yieldToEventLoop();
     }
     bar?.done();
     if (X) be.free(X);
@@ -166,6 +167,8 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
   }
 }
 
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
 function copyTensor(model: LlamaModel, name: string) {
   const info = model.ckpt.info(name);
   return { name, dtype: info.dtype, shape: info.shape, data: model.ckpt.bytes(name) };
@@ -199,6 +202,7 @@ async function gptqLayer(
   const be = model.backend, c = model.config;
   const li = L.index;
   const swap = async (n: LinearName, H: Float32Array) => {
+    await yieldToEventLoop(); // lets SIGINT/SIGTERM handlers run between modules
     const q = await quantizeOne(model, li, n, H, g);
     done(n, q);
     const old = L[n];
