@@ -118,6 +118,45 @@ cli
     log(`wrote ${r.out} (${r.totals.modules} modules, total loss ${r.totals.loss.toExponential(4)}, ${r.totals.seconds.toFixed(1)} s on ${r.backend})`);
   });
 
+cli
+  .command("bench [what] [model]", "benchmarks: matmul (packed 4-bit vs the dense baseline), quantize <model>, decode <model>")
+  .option("--m <list>", "batch sizes for matmul", { default: "1,16,64" })
+  .option("--group-size <n>", "group size for matmul", { default: 128 })
+  .option("--act-order", "matmul with an act-order g_idx")
+  .option("--iters <n>", "calls per timing", { default: 50 })
+  .option("--tokens <n>", "tokens for decode", { default: 128 })
+  .option("--dataset <path>", "calibration text for quantize")
+  .option("--nsamples <n>", "calibration windows for quantize", { default: 128 })
+  .option("--seqlen <n>", "calibration window length for quantize", { default: 2048 })
+  .option("--out <dir>", "output folder for quantize")
+  .option("--json", "print JSON")
+  .action(async (what: string | undefined, model: string | undefined, o) => {
+    const { selectBackend } = await import("./src/backend.ts");
+    const bench = await import("./src/bench.ts");
+    const be = await selectBackend(o.backend, log);
+    const card = `${be.name} on ${be.device}`;
+    what ??= "matmul";
+    if (what === "matmul") {
+      const ms = String(o.m).split(",").map((v) => num("m", v, { int: true, min: 1 })!);
+      const rows = await bench.benchMatmul(be, { ms, groupSize: num("group-size", o.groupSize, { int: true }), actOrder: Boolean(o.actOrder), iters: num("iters", o.iters, { int: true, min: 1 }) });
+      if (o.json) return console.log(JSON.stringify({ card, shapes: bench.LLAMA2_7B_SHAPES, rows }));
+      console.log(`packed 4-bit matmul, Llama-2-7B layer shapes (K x N: ${bench.LLAMA2_7B_SHAPES.map(([, k, n]) => `${k}x${n}`).join(", ")}), group ${o.groupSize}${o.actOrder ? ", act-order" : ""}, ${card}`);
+      console.log("|  M | int4 us | baseline us | speedup | int4 GB/s | baseline |\n| --- | --- | --- | --- | --- | --- |");
+      for (const r of rows) console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baseline || "-"} |`);
+    } else if (what === "decode") {
+      if (!model) throw new InvalidArgumentError("bench decode: give a model folder");
+      const m = await loadModel(model, { backend: be, log });
+      const r = await bench.benchDecode(m, num("tokens", o.tokens, { int: true, min: 1 })!);
+      console.log(o.json ? JSON.stringify({ card, model, ...r }) : `decode ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.msPerToken.toFixed(2)} ms/token), batch 1, ${card}`);
+    } else if (what === "quantize") {
+      if (!model || !o.dataset || !o.out) throw new InvalidArgumentError("bench quantize: give <model>, --dataset and --out");
+      const r = await quantize(model, { out: o.out, dataset: o.dataset, nsamples: num("nsamples", o.nsamples, { int: true, min: 1 }), seqlen: num("seqlen", o.seqlen, { int: true, min: 2 }), backend: be, overwrite: true, log });
+      const layers = r.totals.layers;
+      const perLayer = r.modules.reduce((a, x) => a + x.seconds, 0) / layers;
+      console.log(o.json ? JSON.stringify({ card, totals: r.totals, gptqSecondsPerLayer: perLayer }) : `quantized ${layers} layers in ${r.totals.seconds.toFixed(1)} s (${(r.totals.seconds / layers).toFixed(2)} s/layer, of which GPTQ ${perLayer.toFixed(2)} s), ${card}`);
+    } else throw new InvalidArgumentError(`bench: unknown benchmark "${what}"; use matmul, quantize or decode`);
+  });
+
 cli.command("backends", "probe every backend and say what it found or why it is unavailable").option("--json", "print JSON").action(async (o) => {
   const rs = await probeAll();
   if (o.json) return console.log(JSON.stringify(rs, null, 2));

@@ -82,10 +82,14 @@ export interface Backend {
   // ---- memory ----
   /** copy host data in; f16/bf16 come as their uint16 bits. */
   upload(data: HostArray, shape: readonly number[], dtype: DType): Tensor;
+  /** a zero-filled tensor */
+  zeros(shape: readonly number[], dtype: DType): Tensor;
   /** a tensor of the given shape whose contents are unspecified */
   empty(shape: readonly number[], dtype: DType): Tensor;
   /** copy out: f32/f16/bf16 come back as Float32Array, i32 as Int32Array, u8 as Uint8Array */
   download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array>;
+  /** a new tensor with the same contents */
+  copy(t: Tensor): Tensor;
   free(t: Tensor | QuantWeight): void;
   /** wait for queued work */
   sync(): Promise<void>;
@@ -112,9 +116,22 @@ export interface Backend {
   /** per-row negative log-likelihood of targets under logits [T, V] -> [T] (float64 on the host) */
   nll(logits: Tensor, targets: Int32Array): Promise<Float64Array>;
 
-  // ---- GPTQ ----
+  // ---- GPTQ (the algorithm in src/gptq/gptq.ts drives these; all data stays on the backend) ----
   /** H [K,K] += xᵀx for x [T,K] (float32 accumulate) */
   hessianAccumulate(h: Tensor, x: Tensor): void;
+  /** t *= s, in place */
+  scale(t: Tensor, s: number): void;
+  /** the diagonal of a square matrix, on the host */
+  diagonal(h: Tensor): Promise<Float32Array>;
+  /**
+   * W [rows, cols] (any float dtype) -> Wt [cols, rows] float32. With h: dead inputs (H[d,d] == 0) get
+   * H[d,d] = 1 (in place on h) and a zero row in Wt.
+   */
+  gptqPrepare(w: Tensor, h: Tensor | null): Tensor;
+  /** group params over Wt rows [c0, c0+n) for every output row -> scales[g, :], zeros[g, :] */
+  quantParams(a: { wt: Tensor; c0: number; n: number; g: number; scales: Tensor; zeros: Tensor; cfg: QuantParamsCfg }): void;
+  /** act-order: Wt' = Wt[perm], H' = H[perm][:, perm] (new tensors; perm i32 [cols]) */
+  gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor };
   /**
    * In place: H [K,K] (+ damp on the diagonal) -> upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), lower part zeroed.
    * Returns false (H untouched) if H + damp·I is not positive-definite.
@@ -122,19 +139,28 @@ export interface Backend {
   choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean>;
   /**
    * The GPTQ column block [i1, i2) on the transposed weight Wt [cols, rows] with Hinv = U [cols, cols]:
-   * for each column: (group params at group starts when `scales`/`zeros` are to be found), quantize,
-   * error feedback inside the block. Writes codes [cols, rows] (u8), err [i2-i1, rows], loss [rows] (+=),
-   * and group params into scales/zeros [groups, rows] (f32). `groupOf` maps a permuted column to its group
-   * when groups are static. Wt[i1:i2] ends holding the dequantized values.
+   * for each column: group params when a group starts (unless static), quantize, error feedback inside
+   * the block. Writes codes [cols, rows] (u8), err [i2-i1, rows], loss [rows] (+=), and group params into
+   * scales/zeros [groups, rows] (f32). Wt[i1:i2] ends holding the dequantized values.
    */
   gptqBlock(args: GptqBlockArgs): void;
   /** Wt[i2:, :] -= Hinv[i1:i2, i2:]ᵀ @ err [i2-i1, rows] (the lazy batch update) */
   gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void;
+  /**
+   * Back to the original column order: the dequantized weight W [rows, cols] f32 (what later layers see
+   * during calibration), and the codes packed into the standard qweight int32 [⌈cols/32⌉·bits, rows]
+   * (zero codes pad the last word when cols is not a multiple of 32).
+   * perm null = identity.
+   */
+  gptqFinish(wtq: Tensor, codes: Tensor, perm: Tensor | null, bits: number): { w: Tensor; qweight: Tensor };
 
   // ---- packed int matmul ----
   prepareQuantWeight(spec: QuantWeightSpec): QuantWeight;
   /** x [M, in] @ dequant(W)ᵀ (+ bias) -> [M, out] */
   quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
+
+  /** benchmarks: the dense baseline this backend is judged against on an [M,K]·[N,K]ᵀ product (optional) */
+  denseBaseline?(M: number, N: number, K: number): { label: string; run(): void; free(): void };
 }
 
 export interface GptqBlockArgs {

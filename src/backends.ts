@@ -1,5 +1,7 @@
 /** Registers every backend with the registry (import for its side effect). */
 import { registerBackend } from "./backend.ts";
 import { cpuFactory } from "../backends/cpu/index.ts";
+import { cudaFactory } from "../backends/cuda/index.ts";
 
+registerBackend(cudaFactory);
 registerBackend(cpuFactory);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { DATA, hasData } from "./helpers.ts";
 import { loadModel, evaluate, readDatasetText, quantize, type QuantizeOptions } from "../src/index.ts";
 import { Checkpoint, typedView, writeSafetensors, type TensorToWrite } from "../src/model/safetensors.ts";
-import { unpackQweight, unpackQzeros } from "../src/gptq/pack.ts";
+import { packQweight, unpackQweight, unpackQzeros } from "../src/gptq/pack.ts";
 import { packLinear } from "../src/gptq/checkpoint.ts";
 import { f16ToF32Array, f32ToBf16Array } from "../src/dtype.ts";
 import { syntheticModel } from "./synthetic.ts";
@@ -102,7 +102,7 @@ d("quantize gutenberg-llama-16m (cpu, 128 × 512 tokens of wiki.valid)", () => {
         const zeros = unpackQzeros(typedView(ck.bytes(`${p}.qzeros`), "I32") as Int32Array, G, N, cfg.bits).map((z) => z + 1);
         const scales = f16ToF32Array(typedView(ck.bytes(`${p}.scales`), "F16") as Uint16Array);
         const gIdx = Int32Array.from(typedView(ck.bytes(`${p}.g_idx`), "I32") as Int32Array);
-        const repacked = packLinear(p, { bits: cfg.bits, inFeatures: K, outFeatures: N, groupSize: cfg.group_size, codes, scales, zeros, gIdx, loss: 0, damp: 0, seconds: 0 }, "gptq");
+        const repacked = packLinear(p, { bits: cfg.bits, inFeatures: K, outFeatures: N, groupSize: cfg.group_size, qweight: packQweight(codes, K, N, cfg.bits), scales, zeros, gIdx, loss: 0, damp: 0, seconds: 0 }, "gptq");
         for (const t of repacked) {
           expect(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).toEqual(ck.bytes(t.name));
           out.push(t);

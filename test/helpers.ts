@@ -6,8 +6,11 @@ import "../src/backends.ts";
 import { probeAll, selectBackend, type Backend } from "../src/backend.ts";
 import type { Tensor } from "../src/tensor.ts";
 
-export const DATA = join(import.meta.dir, "..", "..", "shared", "data");
+/** ../shared/data beside the checkout (GPTQ_DATA overrides, e.g. on the GPU machine) */
+export const DATA = process.env.GPTQ_DATA ?? join(import.meta.dir, "..", "..", "shared", "data");
 export const hasData = existsSync(DATA);
+/** a data file or model folder is there (the GPU machine carries only a subset) */
+export const has = (...parts: string[]) => existsSync(join(DATA, ...parts));
 
 /** a fresh seed per run (printed on failure through the test name), so kernels meet new inputs every time */
 export const SEED = Number(process.env.GPTQ_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));

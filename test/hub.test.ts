@@ -63,7 +63,7 @@ describe.skipIf(!hasData)("hub download", () => {
       const dir = await resolveModel(REPO, { quiet: true });
       expect(dir).toBe(join(cache, "models--test-org--stories260K", "snapshots", SHA));
       expect(readFileSync(join(cache, "models--test-org--stories260K", "refs", "main"), "utf8")).toBe(SHA);
-      for (const [f, b] of files()) expect(new Uint8Array(readFileSync(join(dir, f)))).toEqual(b);
+      for (const [f, b] of files()) expect(new Uint8Array(readFileSync(join(dir, f))) as Uint8Array).toEqual(b as Uint8Array);
       expect(authSeen).toBe("Bearer hf_test_token");
       // the downloaded model works
       const m = await loadModel(REPO, { backend: "cpu" });

@@ -3,7 +3,7 @@
  * machines with no GPU. Storage is Float32Array (f16/bf16 weights are widened once at upload), math is
  * float32 with float64 where it matters (softmax sums, NLL, Cholesky), and every O(n³) loop goes to BLAS.
  */
-import type { Backend, BackendFactory, GptqBlockArgs, HostArray, ProbeResult, QuantWeight, QuantWeightSpec, AttentionOpts, RopeOpts } from "../../src/backend.ts";
+import type { Backend, BackendFactory, GptqBlockArgs, QuantParamsCfg, HostArray, ProbeResult, QuantWeight, QuantWeightSpec, AttentionOpts, RopeOpts } from "../../src/backend.ts";
 import type { DType } from "../../src/dtype.ts";
 import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
@@ -11,7 +11,7 @@ import { numel, shapeStr } from "../../src/tensor.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
 import { blasAvailable, dpotrfUpper, dpotriUpper, sgemm, ssyrkT } from "./blas.ts";
 import { findParams, quantCode } from "../../src/gptq/quantizer.ts";
-import { readStream } from "../../src/gptq/pack.ts";
+import { packQweight, readStream } from "../../src/gptq/pack.ts";
 import { cpus } from "node:os";
 
 type Store = Float32Array | Int32Array | Uint8Array;
@@ -53,6 +53,10 @@ export class CpuBackend implements Backend {
     else store = Uint8Array.from(data as Uint8Array);
     return this.make(shape, dtype, store);
   }
+  zeros(shape: readonly number[], dtype: DType): Tensor {
+    const n = numel(shape);
+    return this.make(shape, dtype, dtype === "i32" ? new Int32Array(n) : dtype === "u8" ? new Uint8Array(n) : new Float32Array(n));
+  }
   empty(shape: readonly number[], dtype: DType): Tensor {
     const n = numel(shape);
     const store = dtype === "i32" ? new Int32Array(n).fill(POISON ? -1 : 0) : dtype === "u8" ? new Uint8Array(n).fill(POISON ? 255 : 0) : outF32(n);
@@ -60,6 +64,9 @@ export class CpuBackend implements Backend {
   }
   async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
     return (t.handle as Store).slice();
+  }
+  copy(t: Tensor): Tensor {
+    return this.make(t.shape, t.dtype, (t.handle as Store).slice());
   }
   free(_t: Tensor | QuantWeight): void {}
   async sync(): Promise<void> {}
@@ -198,6 +205,70 @@ export class CpuBackend implements Backend {
     const H = f(h);
     ssyrkT(K, T, 1, f(x), K, 1, H);
     for (let i = 0; i < K; i++) for (let j = i + 1; j < K; j++) H[j * K + i] = H[i * K + j]!;
+  }
+
+  scale(t: Tensor, sc: number): void {
+    const a = f(t);
+    for (let i = 0; i < a.length; i++) a[i]! *= sc;
+  }
+
+  async diagonal(h: Tensor): Promise<Float32Array> {
+    const n = h.shape[0]!, H = f(h);
+    return Float32Array.from({ length: n }, (_, i) => H[i * n + i]!);
+  }
+
+  gptqPrepare(w: Tensor, h: Tensor | null): Tensor {
+    // W [rows, cols] -> Wt [cols, rows]; dead inputs: H[d,d] = 1, Wt[d] = 0
+    const [rows, cols] = w.shape as [number, number];
+    const W = f(w);
+    const wt = new Float32Array(cols * rows);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) wt[c * rows + r] = W[r * cols + c]!;
+    const H = h ? f(h) : null;
+    for (let c = 0; H && c < cols; c++) {
+      if (H[c * cols + c] === 0) {
+        H[c * cols + c] = 1;
+        wt.fill(0, c * rows, (c + 1) * rows);
+      }
+    }
+    return this.make([cols, rows], "f32", wt);
+  }
+
+  quantParams(a: { wt: Tensor; c0: number; n: number; g: number; scales: Tensor; zeros: Tensor; cfg: QuantParamsCfg }): void {
+    const rows = a.wt.shape[1]!;
+    const W = f(a.wt), S = f(a.scales), Z = f(a.zeros);
+    const p = new Float64Array(2);
+    for (let r = 0; r < rows; r++) {
+      findParams((j) => W[(a.c0 + j) * rows + r]!, a.n, a.cfg, p);
+      S[a.g * rows + r] = p[0]!;
+      Z[a.g * rows + r] = p[1]!;
+    }
+  }
+
+  gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor } {
+    const [cols, rows] = wt.shape as [number, number];
+    const P = perm.handle as Int32Array, W = f(wt), H = f(h);
+    const w2 = new Float32Array(cols * rows), h2 = new Float32Array(cols * cols);
+    for (let i = 0; i < cols; i++) {
+      w2.set(W.subarray(P[i]! * rows, (P[i]! + 1) * rows), i * rows);
+      const src = P[i]! * cols;
+      for (let j = 0; j < cols; j++) h2[i * cols + j] = H[src + P[j]!]!;
+    }
+    return { wt: this.make([cols, rows], "f32", w2), h: this.make([cols, cols], "f32", h2) };
+  }
+
+  gptqFinish(wtq: Tensor, codes: Tensor, perm: Tensor | null, bits: number): { w: Tensor; qweight: Tensor } {
+    const [cols, rows] = wtq.shape as [number, number];
+    const Q = f(wtq), C = codes.handle as Uint8Array, P = perm?.handle as Int32Array | undefined;
+    const w = new Float32Array(rows * cols);
+    const padded = Math.ceil(cols / 32) * 32; // whole int32 words for any width (zero codes past cols)
+    const orig = new Uint8Array(padded * rows); // codes [in, out] in the original input order
+    for (let i = 0; i < cols; i++) {
+      const c = P ? P[i]! : i;
+      orig.set(C.subarray(i * rows, (i + 1) * rows), c * rows);
+      for (let r = 0; r < rows; r++) w[r * cols + c] = Q[i * rows + r]!;
+    }
+    const q = packQweight(orig, padded, rows, bits);
+    return { w: this.make([rows, cols], "f32", w), qweight: this.make([q.length / rows, rows], "i32", q) };
   }
 
   async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
 import { writeSafetensors, type StDtype, type TensorToWrite } from "../model/safetensors.ts";
 import { f32ToF16Array } from "../dtype.ts";
-import { packQweight, packQzeros } from "./pack.ts";
+import { packQzeros } from "./pack.ts";
 import type { QuantizedLinear } from "./gptq.ts";
 
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja"];
@@ -19,7 +19,7 @@ export function packLinear(prefix: string, q: QuantizedLinear, format: "gptq" | 
   const groups = q.scales.length / q.outFeatures;
   const zeros = format === "gptq" ? q.zeros.map((z) => z - 1) : q.zeros;
   return [
-    { name: `${prefix}.qweight`, dtype: "I32", shape: [(q.inFeatures * q.bits) / 32, q.outFeatures], data: packQweight(q.codes, q.inFeatures, q.outFeatures, q.bits) },
+    { name: `${prefix}.qweight`, dtype: "I32", shape: [(q.inFeatures * q.bits) / 32, q.outFeatures], data: q.qweight },
     { name: `${prefix}.qzeros`, dtype: "I32", shape: [groups, (q.outFeatures * q.bits) / 32], data: packQzeros(zeros, groups, q.outFeatures, q.bits) },
     { name: `${prefix}.scales`, dtype: "F16", shape: [groups, q.outFeatures], data: f32ToF16Array(q.scales) },
     { name: `${prefix}.g_idx`, dtype: "I32", shape: [q.inFeatures], data: q.gIdx },

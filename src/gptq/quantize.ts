@@ -12,7 +12,7 @@ import type { Tensor } from "../tensor.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
 import { LlamaModel, LINEAR_PATH, attend, linear, qkv, type LayerWeights, type LinearName } from "../model/llama.ts";
 import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
-import { gptqQuantize, rtnQuantize, dequantizeLinear, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
+import { gptqQuantize, rtnQuantize, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
 import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
 import { packedLen } from "./pack.ts";
 import { Progress } from "../progress.ts";
@@ -89,7 +89,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
   for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
     const info = model.ckpt.info(`model.layers.0.${LINEAR_PATH[n]}.weight`);
     const [out, inF] = info.shape as [number, number];
-    validateOptions(g, inF);
+    validateOptions(g);
     packedLen(inF, g.bits, `${LINEAR_PATH[n]}: in_features ${inF} at ${g.bits} bits`);
     packedLen(out, g.bits, `${LINEAR_PATH[n]}: out_features ${out} at ${g.bits} bits`);
   }
@@ -114,7 +114,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
         if (show) log(`layer ${li + 1}/${c.numLayers} ${LINEAR_PATH[n].padEnd(16)} loss ${q.loss.toExponential(4)} damp ${q.damp} ${q.seconds.toFixed(2)}s`);
       };
       if (method === "rtn") {
-        for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, quantizeOne(model, li, n, null, g) as QuantizedLinear);
+        for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, rtnOne(model, li, n, g));
       } else {
         X = await gptqLayer(model, L, X!, seqlen, nsamples, g, trueSequential, done);
       }
@@ -174,24 +174,19 @@ function copyTensor(model: LlamaModel, name: string) {
   return { name, dtype: info.dtype, shape: info.shape, data: model.ckpt.bytes(name) };
 }
 
-/** GPTQ (with Hessian H) or RTN (H null) of one linear; returns the result */
-function quantizeOne(model: LlamaModel, li: number, n: LinearName, H: Float32Array | null, g: GptqOptions): QuantizedLinear | Promise<QuantizedLinear> {
+function rtnOne(model: LlamaModel, li: number, n: LinearName, g: GptqOptions): QuantizedLinear {
   const name = `model.layers.${li}.${LINEAR_PATH[n]}.weight`;
   const [out, inF] = model.ckpt.info(name).shape as [number, number];
-  const W = model.hostF32(name);
-  return H === null ? rtnQuantize(W, out, inF, g) : gptqQuantize(model.backend, W, out, inF, H!, g);
+  return rtnQuantize(model.hostF32(name), out, inF, g);
 }
 
-async function hessian(be: Backend, x: Tensor, nsamples: number): Promise<Float32Array> {
+/** the reference's running average: H = 2/nsamples · Σ XᵀX (nsamples = calibration sequences), on the backend */
+function hessian(be: Backend, x: Tensor, nsamples: number): Tensor {
   const K = x.shape[1]!;
-  const h = be.upload(new Float32Array(K * K), [K, K], "f32");
+  const h = be.zeros([K, K], "f32");
   be.hessianAccumulate(h, x);
-  const H = (await be.download(h)) as Float32Array;
-  be.free(h);
-  // the reference's running average: H = 2/nsamples · Σ XᵀX (nsamples = calibration sequences)
-  const s = 2 / nsamples;
-  for (let i = 0; i < H.length; i++) H[i]! *= s;
-  return H;
+  be.scale(h, 2 / nsamples);
+  return h;
 }
 
 /** quantize one layer's linears; returns the layer's output with quantized weights */
@@ -201,51 +196,55 @@ async function gptqLayer(
 ): Promise<Tensor> {
   const be = model.backend, c = model.config;
   const li = L.index;
-  const swap = async (n: LinearName, H: Float32Array) => {
+  const swap = async (n: LinearName, H: Tensor) => {
     await yieldToEventLoop(); // lets SIGINT/SIGTERM handlers run between modules
-    const q = await quantizeOne(model, li, n, H, g);
-    done(n, q);
     const old = L[n];
-    L[n] = { name: old.name, w: be.upload(dequantizeLinear(q), [q.outFeatures, q.inFeatures], "f32"), bias: old.bias };
-    if (old.w) be.free(old.w);
+    const { weight, ...q } = await gptqQuantize(be, old.w!, H, g);
+    done(n, q);
+    L[n] = { name: old.name, w: weight, bias: old.bias };
+    be.free(old.w!);
   };
   const so = { seqLen };
   // inputs of each group, computed as late as possible so earlier groups are already quantized
   const h1 = be.rmsNorm(X, L.inNorm, c.rmsNormEps);
-  const Hattn = await hessian(be, h1, nsamples);
-  let Ho: Float32Array | null = null, Hmlp: Float32Array | null = null, Hdown: Float32Array | null = null;
+  const Hattn = hessian(be, h1, nsamples);
+  let Ho: Tensor | null = null, Hmlp: Tensor | null = null, Hdown: Tensor | null = null;
   if (!trueSequential) {
     // all four inputs from the unquantized layer in one pass, as the reference without true-sequential
     const t = qkv(model, L, h1, so);
     const a = attend(model, t, so);
-    Ho = await hessian(be, a, nsamples);
+    Ho = hessian(be, a, nsamples);
     const x2 = be.add(X, linear(be, a, L.o));
     const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
-    Hmlp = await hessian(be, h2, nsamples);
+    Hmlp = hessian(be, h2, nsamples);
     const act = be.siluMul(linear(be, h2, L.gate), linear(be, h2, L.up));
-    Hdown = await hessian(be, act, nsamples);
+    Hdown = hessian(be, act, nsamples);
     for (const tt of [t.q, t.k, t.v, a, x2, h2, act]) be.free(tt);
   }
   for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
+  be.free(Hattn);
   const t = qkv(model, L, h1, so);
   be.free(h1);
   const a = attend(model, t, so);
   be.free(t.q); be.free(t.k); be.free(t.v);
-  Ho ??= await hessian(be, a, nsamples);
+  Ho ??= hessian(be, a, nsamples);
   await swap("o", Ho);
+  be.free(Ho);
   const ao = linear(be, a, L.o);
   be.free(a);
   const x2 = be.add(X, ao);
   be.free(ao); be.free(X);
   const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
-  Hmlp ??= await hessian(be, h2, nsamples);
+  Hmlp ??= hessian(be, h2, nsamples);
   for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
+  be.free(Hmlp);
   const gt = linear(be, h2, L.gate), u = linear(be, h2, L.up);
   be.free(h2);
   const act = be.siluMul(gt, u);
   be.free(gt); be.free(u);
-  Hdown ??= await hessian(be, act, nsamples);
+  Hdown ??= hessian(be, act, nsamples);
   await swap("down", Hdown);
+  be.free(Hdown);
   const y = linear(be, act, L.down);
   be.free(act);
   const out = be.add(x2, y);

@@ -50,7 +50,7 @@ export async function resolveModel(arg: string, opts: { quiet?: boolean } = {}):
   const endpoint = process.env.HF_ENDPOINT ?? "https://huggingface.co";
   const bar = opts.quiet ? null : new Progress(`download ${repo}`, 0, "B");
   // count bytes of file downloads through a wrapping fetch
-  const countingFetch: typeof fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+  const countingFetch: typeof fetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const res = await fetch(input, init);
     const url = String(input instanceof Request ? input.url : input);
     if (!bar || !res.body || !url.includes("/resolve/")) return res;

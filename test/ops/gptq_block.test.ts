@@ -3,7 +3,17 @@
 import { describe, expect, test } from "bun:test";
 import { cpu, eachGpuBackend, randn, rng, SEED } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
-import { gptqQuantize, type GptqOptions, type QuantizedLinear } from "../../src/gptq/gptq.ts";
+import { gptqQuantize as gptqOn, type GptqOptions, type QuantizedLinear } from "../../src/gptq/gptq.ts";
+import { unpackQweight } from "../../src/gptq/pack.ts";
+
+/** run GPTQ on a backend from host arrays: W [rows, cols], H [cols, cols] */
+async function gptqQuantize(be: Backend, W: Float32Array, rows: number, cols: number, H: Float32Array, o: GptqOptions) {
+  const w = be.upload(W, [rows, cols], "f32"), h = be.upload(H, [cols, cols], "f32");
+  const { weight, ...q } = await gptqOn(be, w, h, o);
+  const deq = await be.download(weight);
+  for (const t of [w, h, weight]) be.free(t);
+  return { ...q, codes: unpackQweight(q.qweight, cols, rows, o.bits), deq: deq as Float32Array };
+}
 
 const round = (x: number) => { const r = Math.round(x); return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
 
@@ -119,7 +129,7 @@ const CASES: [number, number, Partial<GptqOptions>][] = [
 ];
 const opts = (p: Partial<GptqOptions>): GptqOptions => ({ bits: 4, groupSize: 128, sym: false, descAct: false, staticGroups: false, damp: 0.01, mse: false, ...p });
 
-function agreement(a: QuantizedLinear, codesRowMajor: Uint8Array, rows: number, cols: number): number {
+function agreement(a: { codes: Uint8Array }, codesRowMajor: Uint8Array, rows: number, cols: number): number {
   let same = 0;
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (a.codes[c * rows + r] === codesRowMajor[r * cols + c]) same++;
   return same / (rows * cols);
@@ -136,6 +146,11 @@ describe("gptq_block", () => {
       expect(agree).toBeGreaterThan(0.97); // float32 vs float64 flips a few near-ties, and their feedback
       expect(Math.abs(got.loss - want.loss) / want.loss).toBeLessThan(0.02);
       expect(Number.isFinite(got.loss)).toBe(true);
+      // the dequantized weight handed to later layers is scale·(code − zero) of the packed result
+      for (let rr = 0; rr < rows; rr++) for (let c = 0; c < cols; c++) {
+        const g = got.gIdx[c]!;
+        expect(got.deq[rr * cols + c]).toBeCloseTo(got.scales[g * rows + rr]! * (got.codes[c * rows + rr]! - got.zeros[g * rows + rr]!), 5);
+      }
     }
   }, 60_000);
 
@@ -147,11 +162,12 @@ describe("gptq_block", () => {
     const g = await gptqQuantize(be, W, rows, cols, H, o);
     const { rtnQuantize } = await import("../../src/gptq/gptq.ts");
     const q = rtnQuantize(W, rows, cols, o);
-    const err = (ql: QuantizedLinear) => { // tr(ΔW H ΔWᵀ)
+    const err = (ql: QuantizedLinear & { codes?: Uint8Array }) => { // tr(ΔW H ΔWᵀ)
+      const codes = ql.codes ?? unpackQweight(ql.qweight, cols, rows, ql.bits);
       let s = 0;
       for (let rr = 0; rr < rows; rr++) {
         const d = new Float64Array(cols);
-        for (let c = 0; c < cols; c++) { const gg = ql.gIdx[c]!; d[c] = W[rr * cols + c]! - ql.scales[gg * rows + rr]! * (ql.codes[c * rows + rr]! - ql.zeros[gg * rows + rr]!); }
+        for (let c = 0; c < cols; c++) { const gg = ql.gIdx[c]!; d[c] = W[rr * cols + c]! - ql.scales[gg * rows + rr]! * (codes[c * rows + rr]! - ql.zeros[gg * rows + rr]!); }
         for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) s += d[i]! * H[i * cols + j]! * d[j]!;
       }
       return s;

@@ -44,7 +44,9 @@ function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Fl
 
 async function check(be: Backend, oracle?: Backend) {
   const r = rng();
-  for (const bits of [2, 3, 4, 8]) for (const [K, N, gs] of [[32, 32, 32], [96, 160, 32], [416, 96, 128], [256, 32, 256]] as const) {
+  // shapes hit every path: generic (any width / shape), and for 4 bits the repacked tensor-core kernel
+  // (K % 16, N % 64, uniform groups; act-order as a permutation) and the dequantize + GEMM path (large M)
+  for (const bits of [2, 3, 4, 8]) for (const [K, N, gs] of [[32, 32, 32], [96, 160, 32], [416, 96, 128], [256, 32, 256], [128, 64, 32], [256, 192, 128], [512, 128, 512]] as const) {
     for (const actOrder of [false, true]) {
       const c = randomQuant(r, bits, K, N, gs, actOrder, bits !== 8);
       for (const M of [1, 3, 16, 127]) {

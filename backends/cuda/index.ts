@@ -1,0 +1,375 @@
+/**
+ * The CUDA backend: every op is one call into libgptq_cuda (kernels/*.cu) through bun:ffi. Work is queued on
+ * one stream, so calls return at once; download() and sync() wait. Device memory comes from CUDA's
+ * stream-ordered pool. Dense weights are widened to f32 on the device at upload.
+ */
+import type { AttentionOpts, Backend, BackendFactory, GptqBlockArgs, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts } from "../../src/backend.ts";
+import type { DType } from "../../src/dtype.ts";
+import { DTYPE_BYTES } from "../../src/dtype.ts";
+import type { Tensor } from "../../src/tensor.ts";
+import { numel, shapeStr } from "../../src/tensor.ts";
+import { BackendUnavailableError, InvalidArgumentError, NativeError } from "../../src/errors.ts";
+import type { Pointer } from "bun:ffi";
+import { findNvidiaLibrary, openLibrary, type CudaLib } from "./ffi.ts";
+
+type Ptr = Pointer;
+const POISON = () => Boolean(process.env.GPTQ_POISON);
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+interface Buf { ptr: Ptr; bytes: number; freed: boolean }
+
+class CudaTensor implements Tensor {
+  constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
+}
+
+interface QHandle {
+  fast: boolean;
+  groupSize: number;
+  qweight: Buf; scales: Buf; zeros: Buf; gIdx: Buf;
+  packed?: Buf; sz?: Buf; perm?: Buf;
+}
+
+/** storage bytes per element: floats are kept as f32 on the device */
+const elBytes = (dt: DType) => (dt === "i32" ? 4 : dt === "u8" ? 1 : 4);
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda";
+  private readonly registry = new FinalizationRegistry<Buf>((b) => this.release(b));
+  private readonly invFreqCache = new WeakMap<Float32Array, Buf>();
+
+  constructor(readonly lib: CudaLib, readonly device: string, readonly info: Record<string, unknown>) {}
+
+  check(rc: number, what: string): void {
+    if (rc !== 0) throw new NativeError(`cuda ${what}: ${this.lib.gq_last_error()}`);
+  }
+  private alloc(bytes: number): Buf {
+    const out = new BigUint64Array(1);
+    this.check(this.lib.gq_malloc(out, Math.max(bytes, 1)), `malloc(${bytes})`);
+    return { ptr: Number(out[0]) as Ptr, bytes, freed: false };
+  }
+  private release(b: Buf): void {
+    if (b.freed) return;
+    b.freed = true;
+    this.lib.gq_free(b.ptr);
+  }
+  private wrap(shape: readonly number[], dtype: DType, b: Buf): Tensor {
+    const t = new CudaTensor(this, [...shape], dtype, b);
+    this.registry.register(t, b, b);
+    return t;
+  }
+  private p(t: Tensor): Ptr {
+    const b = t.handle as Buf;
+    if (b.freed) throw new InvalidArgumentError(`cuda: tensor ${shapeStr(t.shape)} used after free`);
+    return b.ptr;
+  }
+  private scratch(bytes: number): Buf {
+    return this.alloc(bytes);
+  }
+  private hostUpload(data: HostArray): Buf {
+    const b = this.alloc(data.byteLength);
+    this.check(this.lib.gq_upload(b.ptr, data, data.byteLength), "upload");
+    return b;
+  }
+  private out(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    return this.empty(shape, dtype);
+  }
+
+  // ---------------- memory ----------------
+  upload(data: HostArray, shape: readonly number[], dtype: DType): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) throw new InvalidArgumentError(`upload: data has ${data.length} elements, shape ${shapeStr(shape)} needs ${n}`);
+    if (dtype === "f16" || dtype === "bf16") {
+      const raw = this.hostUpload(data);
+      const b = this.alloc(n * 4);
+      this.check(this.lib.gq_convert(b.ptr, raw.ptr, n, dtype === "f16" ? 1 : 2), "convert");
+      this.release(raw);
+      return this.wrap(shape, dtype, b);
+    }
+    if (data.byteLength !== n * DTYPE_BYTES[dtype]) throw new InvalidArgumentError(`upload: ${data.constructor.name} does not hold ${dtype} data`);
+    return this.wrap(shape, dtype, this.hostUpload(data));
+  }
+  zeros(shape: readonly number[], dtype: DType): Tensor {
+    const bytes = numel(shape) * elBytes(dtype);
+    const b = this.alloc(bytes);
+    this.check(this.lib.gq_memset(b.ptr, 0, bytes), "memset");
+    return this.wrap(shape, dtype, b);
+  }
+  empty(shape: readonly number[], dtype: DType): Tensor {
+    const bytes = numel(shape) * elBytes(dtype);
+    const b = this.alloc(bytes);
+    if (POISON()) this.check(this.lib.gq_memset(b.ptr, 0xff, bytes), "memset"); // NaN for f32, -1, 255
+    return this.wrap(shape, dtype, b);
+  }
+  async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
+    const n = numel(t.shape);
+    const out = t.dtype === "i32" ? new Int32Array(n) : t.dtype === "u8" ? new Uint8Array(n) : new Float32Array(n);
+    if (n) this.check(this.lib.gq_download(out, this.p(t), out.byteLength), "download");
+    return out;
+  }
+  copy(t: Tensor): Tensor {
+    const b = this.alloc((t.handle as Buf).bytes);
+    this.check(this.lib.gq_copy(b.ptr, this.p(t), b.bytes), "copy");
+    return this.wrap(t.shape, t.dtype, b);
+  }
+  free(t: Tensor | QuantWeight): void {
+    if (t instanceof CudaTensor) {
+      this.registry.unregister(t.handle);
+      this.release(t.handle);
+    } else if (t && (t as QuantWeight).handle) {
+      const h = (t as QuantWeight).handle as QHandle;
+      for (const b of [h.qweight, h.scales, h.zeros, h.gIdx, h.packed, h.sz, h.perm]) if (b) this.release(b);
+    }
+  }
+  async sync(): Promise<void> {
+    this.check(this.lib.gq_sync(), "sync");
+  }
+
+  // ---------------- decoder primitives ----------------
+  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+    const K = x.shape[x.shape.length - 1]!;
+    const M = numel(x.shape) / K;
+    const [N, K2] = w.shape as [number, number];
+    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const y = this.out([M, N]);
+    this.check(this.lib.gq_gemm(0, 1, M, N, K, 1, this.p(x), K, this.p(w), K, 0, this.p(y), N), "gemm");
+    if (bias) this.check(this.lib.gq_add_bias(this.p(y), this.p(bias), M, N), "add_bias");
+    return y;
+  }
+  embedding(ids: Int32Array, table: Tensor): Tensor {
+    const [V, H] = table.shape as [number, number];
+    for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
+    const idb = this.hostUpload(ids);
+    const y = this.out([ids.length, H]);
+    this.check(this.lib.gq_embedding(this.p(y), this.p(table), idb.ptr, ids.length, H, V), "embedding");
+    this.release(idb);
+    return y;
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    const H = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / H;
+    const y = this.out([T, H]);
+    this.check(this.lib.gq_rms_norm(this.p(y), this.p(x), this.p(w), T, H, eps), "rms_norm");
+    return y;
+  }
+  rope(x: Tensor, o: RopeOpts): void {
+    let inv = this.invFreqCache.get(o.invFreq);
+    if (!inv) {
+      inv = this.hostUpload(o.invFreq);
+      this.invFreqCache.set(o.invFreq, inv);
+    }
+    const T = numel(x.shape) / (o.heads * o.headDim);
+    this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.seqLen ?? 0, o.scale), "rope");
+  }
+  writeRows(dst: Tensor, src: Tensor, row0: number): void {
+    const C = dst.shape[1]!;
+    const n = numel(src.shape);
+    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    this.check(this.lib.gq_copy((this.p(dst) + row0 * C * 4) as Ptr, this.p(src), n * 4), "copy");
+  }
+  attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
+    const T = numel(q.shape) / (o.heads * o.headDim);
+    const y = this.out([T, o.heads * o.headDim]);
+    this.check(this.lib.gq_attention(this.p(y), this.p(q), this.p(k), this.p(v), T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim), "attention");
+    return y;
+  }
+  siluMul(g: Tensor, u: Tensor): Tensor {
+    const y = this.out(g.shape);
+    this.check(this.lib.gq_silu_mul(this.p(y), this.p(g), this.p(u), numel(g.shape)), "silu_mul");
+    return y;
+  }
+  add(a: Tensor, b: Tensor): Tensor {
+    if (numel(a.shape) !== numel(b.shape)) throw new InvalidArgumentError(`add: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
+    const y = this.out(a.shape);
+    this.check(this.lib.gq_add(this.p(y), this.p(a), this.p(b), numel(a.shape)), "add");
+    return y;
+  }
+  logSoftmax(x: Tensor): Tensor {
+    const V = x.shape[x.shape.length - 1]!;
+    const y = this.out(x.shape);
+    this.check(this.lib.gq_log_softmax(this.p(y), this.p(x), numel(x.shape) / V, V), "log_softmax");
+    return y;
+  }
+  async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
+    const V = logits.shape[logits.shape.length - 1]!;
+    const T = numel(logits.shape) / V;
+    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const tb = this.hostUpload(targets);
+    const ob = this.alloc(T * 8);
+    this.check(this.lib.gq_nll(ob.ptr, this.p(logits), tb.ptr, T, V), "nll");
+    const out = new Float64Array(T);
+    this.check(this.lib.gq_download(out, ob.ptr, T * 8), "download");
+    this.release(tb);
+    this.release(ob);
+    return out;
+  }
+
+  // ---------------- GPTQ ----------------
+  hessianAccumulate(h: Tensor, x: Tensor): void {
+    const K = h.shape[0]!;
+    this.check(this.lib.gq_hessian_accumulate(this.p(h), this.p(x), numel(x.shape) / K, K), "hessian_accumulate");
+  }
+  scale(t: Tensor, s: number): void {
+    this.check(this.lib.gq_scale(this.p(t), s, numel(t.shape)), "scale");
+  }
+  async diagonal(h: Tensor): Promise<Float32Array> {
+    const n = h.shape[0]!;
+    const d = this.out([n]);
+    this.check(this.lib.gq_diagonal(this.p(d), this.p(h), n), "diagonal");
+    const r = (await this.download(d)) as Float32Array;
+    this.free(d);
+    return r;
+  }
+  gptqPrepare(w: Tensor, h: Tensor | null): Tensor {
+    const [rows, cols] = w.shape as [number, number];
+    const wt = this.out([cols, rows]);
+    this.check(this.lib.gq_gptq_prepare(this.p(wt), this.p(w), h ? this.p(h) : null, rows, cols), "gptq_prepare");
+    return wt;
+  }
+  quantParams(a: { wt: Tensor; c0: number; n: number; g: number; scales: Tensor; zeros: Tensor; cfg: QuantParamsCfg }): void {
+    this.check(this.lib.gq_quant_params(this.p(a.wt), a.wt.shape[1]!, a.c0, a.n, a.g, this.p(a.scales), this.p(a.zeros), a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0), "quant_params");
+  }
+  gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor } {
+    const [cols, rows] = wt.shape as [number, number];
+    const w2 = this.out([cols, rows]), h2 = this.out([cols, cols]);
+    this.check(this.lib.gq_gptq_permute(this.p(w2), this.p(h2), this.p(wt), this.p(h), this.p(perm), rows, cols), "gptq_permute");
+    return { wt: w2, h: h2 };
+  }
+  async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
+    const ok = new Int32Array(1);
+    this.check(this.lib.gq_cholesky_inverse_upper(this.p(h), h.shape[0]!, damp, ok), "cholesky_inverse_upper");
+    return ok[0] === 1;
+  }
+  gptqBlock(a: GptqBlockArgs): void {
+    const [cols, rows] = a.wt.shape as [number, number];
+    this.check(
+      this.lib.gq_gptq_block(this.p(a.wt), this.p(a.hinv), this.p(a.codes), this.p(a.err), this.p(a.loss), this.p(a.scales), this.p(a.zeros), this.p(a.groupOfCol),
+        rows, cols, a.i1, a.i2, a.groupSize, a.staticGroups ? 1 : 0, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0),
+      "gptq_block",
+    );
+  }
+  gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void {
+    const [cols, rows] = wt.shape as [number, number];
+    this.check(this.lib.gq_gptq_update(this.p(wt), this.p(hinv), this.p(err), rows, cols, i1, i2), "gptq_update");
+  }
+  gptqFinish(wtq: Tensor, codes: Tensor, perm: Tensor | null, bits: number): { w: Tensor; qweight: Tensor } {
+    const [cols, rows] = wtq.shape as [number, number];
+    const w = this.out([rows, cols]);
+    const qweight = this.out([Math.ceil(cols / 32) * bits, rows], "i32");
+    this.check(this.lib.gq_gptq_finish(this.p(w), this.p(qweight), this.p(wtq), this.p(codes), perm ? this.p(perm) : null, rows, cols, bits), "gptq_finish");
+    return { w, qweight };
+  }
+
+  // ---------------- packed int matmul ----------------
+  prepareQuantWeight(s: QuantWeightSpec): QuantWeight {
+    const { inFeatures: K, outFeatures: N, bits, groups: G } = s;
+    const qweight = this.hostUpload(s.qweight), scales = this.hostUpload(s.scales), gIdx = this.hostUpload(s.gIdx);
+    const zeros = this.alloc(G * N * 4), qz = this.hostUpload(s.qzeros);
+    this.check(this.lib.gq_qm_unpack_zeros(zeros.ptr, qz.ptr, G, N, bits, s.zeroOffset), "unpack_zeros");
+    this.release(qz);
+    const h: QHandle = { fast: false, groupSize: 0, qweight, scales, zeros, gIdx };
+    // the fast 4-bit kernel needs K sorted into equal contiguous groups (act-order: a permutation of x)
+    if (bits === 4 && K % 16 === 0 && N % 64 === 0) {
+      const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => s.gIdx[a]! - s.gIdx[b]! || a - b);
+      const gs = K / G;
+      let uniform = Number.isInteger(gs) && gs % 16 === 0;
+      for (let k = 0; uniform && k < K; k++) if (s.gIdx[perm[k]!] !== Math.floor(k / gs)) uniform = false;
+      if (uniform) {
+        const identity = perm.every((v, i) => v === i);
+        h.perm = identity ? undefined : this.hostUpload(perm);
+        h.packed = this.alloc(K * N / 2);
+        h.sz = this.alloc(G * N * 4);
+        h.fast = true;
+        h.groupSize = gs;
+        this.check(this.lib.gq_qm_repack4(h.packed.ptr, h.sz.ptr, qweight.ptr, scales.ptr, zeros.ptr, h.perm?.ptr ?? null, K, N, G, gs), "repack4");
+      }
+    }
+    const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;
+    return { backend: this, spec, handle: h };
+  }
+  quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
+    const h = w.handle as QHandle;
+    const { inFeatures: K, outFeatures: N, bits } = w.spec;
+    if (x.shape[x.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmul: x ${shapeStr(x.shape)} does not end in in_features ${K}`);
+    const M = numel(x.shape) / K;
+    const y = this.out([M, N]);
+    const b = bias ? this.p(bias) : null;
+    if (h.fast && M <= 64) {
+      const scratch = h.perm ? this.scratch(M * K * 4) : null;
+      this.check(this.lib.gq_qm_matmul4(this.p(y), this.p(x), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, b, M, K, N, h.groupSize, scratch?.ptr ?? null), "quant_matmul (4-bit)");
+      if (scratch) this.release(scratch);
+    } else if (M <= 8) {
+      this.check(this.lib.gq_qm_matmul_generic(this.p(y), this.p(x), h.qweight.ptr, h.scales.ptr, h.zeros.ptr, h.gIdx.ptr, b, M, K, N, bits), "quant_matmul (generic)");
+    } else {
+      const wd = this.scratch(N * K * 4);
+      this.check(this.lib.gq_qm_dequant(wd.ptr, h.qweight.ptr, h.scales.ptr, h.zeros.ptr, h.gIdx.ptr, K, N, bits), "dequant");
+      this.check(this.lib.gq_gemm(0, 1, M, N, K, 1, this.p(x), K, wd.ptr, K, 0, this.p(y), N), "gemm");
+      if (b) this.check(this.lib.gq_add_bias(this.p(y), b, M, N), "add_bias");
+      this.release(wd);
+    }
+    return y;
+  }
+}
+
+export interface CudaBackend {
+  denseBaseline(M: number, N: number, K: number): { label: string; run(): void; free(): void };
+}
+CudaBackend.prototype.denseBaseline = function (this: CudaBackend, M: number, N: number, K: number) {
+  // fp16 inputs and output, fp32 accumulate: what a dense fp16 model runs
+  const alloc = (n: number) => {
+    const out = new BigUint64Array(1);
+    this.check(this.lib.gq_malloc(out, n), "malloc");
+    return Number(out[0]) as Pointer;
+  };
+  const a = alloc(M * K * 2), b = alloc(N * K * 2), c = alloc(M * N * 2);
+  for (const [p, n] of [[a, M * K * 2], [b, N * K * 2]] as const) this.check(this.lib.gq_memset(p, 0x3c, n), "memset"); // fp16 ~1.06, not zeros
+  return {
+    label: "cuBLAS fp16",
+    run: () => this.check(this.lib.gq_hgemm_nt(a, b, c, M, N, K), "hgemm"),
+    free: () => { for (const p of [a, b, c]) this.lib.gq_free(p); },
+  };
+};
+
+// ---------------- probe and factory ----------------
+let probed: { result: ProbeResult; lib?: CudaLib; cublas?: string; cusolver?: string } | null = null;
+
+function probeSync() {
+  if (probed) return probed;
+  const lib = openLibrary();
+  if ("error" in lib) return (probed = { result: { name: "cuda", available: false, reason: lib.error } });
+  const L = lib.lib;
+  const n = new Int32Array(1);
+  if (L.gq_device_count(n) !== 0 || n[0] === 0) {
+    const why = n[0] === 0 ? "no CUDA device" : String(L.gq_last_error());
+    return (probed = { result: { name: "cuda", available: false, reason: `no usable NVIDIA GPU (${why})`, details: { library: lib.path } } });
+  }
+  const name = Buffer.alloc(256), maj = new Int32Array(1), min = new Int32Array(1), mem = new BigInt64Array(1), sms = new Int32Array(1);
+  if (L.gq_device_info(0, name, 256, maj, min, mem, sms) !== 0) return (probed = { result: { name: "cuda", available: false, reason: String(L.gq_last_error()) } });
+  const device = name.toString("utf8", 0, name.indexOf(0));
+  const cc = `${maj[0]}.${min[0]}`;
+  const details: Record<string, unknown> = { computeCapability: cc, memoryGiB: +(Number(mem[0]) / 2 ** 30).toFixed(1), multiprocessors: sms[0], library: lib.path, devices: n[0] };
+  if (maj[0]! < 8) return (probed = { result: { name: "cuda", available: false, device, reason: `compute capability ${cc} is below 8.0 (the kernels use sm_80 mma instructions)`, details } });
+  const cublas = findNvidiaLibrary("libcublas", "GPTQ_CUBLAS"), cusolver = findNvidiaLibrary("libcusolver", "GPTQ_CUSOLVER");
+  if (!cublas.path || !cusolver.path) {
+    const missing = !cublas.path ? "cuBLAS (libcublas.so)" : "cuSOLVER (libcusolver.so)";
+    return (probed = { result: { name: "cuda", available: false, device, details, reason: `${missing} not found: install the CUDA toolkit or the nvidia-cublas/nvidia-cusolver wheels, or set GPTQ_CUBLAS / GPTQ_CUSOLVER (GPTQ_DEBUG=1 lists the paths tried)` } });
+  }
+  details.cublas = cublas.path;
+  details.cusolver = cusolver.path;
+  return (probed = { result: { name: "cuda", available: true, device, details }, lib: L, cublas: cublas.path, cusolver: cusolver.path });
+}
+
+let instance: CudaBackend | null = null;
+export const cudaFactory: BackendFactory = {
+  name: "cuda",
+  async probe() {
+    return probeSync().result;
+  },
+  async create() {
+    if (instance) return instance;
+    const p = probeSync();
+    if (!p.result.available || !p.lib) throw new BackendUnavailableError(`backend "cuda" is unavailable: ${p.result.reason}`);
+    const tf32 = process.env.GPTQ_CUDA_TF32 === "0" ? 0 : 1;
+    if (p.lib.gq_init(0, cstr(p.cublas!), cstr(p.cusolver!), tf32) !== 0) throw new BackendUnavailableError(`cuda init failed: ${p.lib.gq_last_error()}`);
+    return (instance = new CudaBackend(p.lib, p.result.device!, { ...p.result.details, tf32: Boolean(tf32) }));
+  },
+};

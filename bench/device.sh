@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Everything we run on a GPU machine, in one call: unpack the carried tools (bench/pack-carry.sh made them),
+# then the stages named on the command line (default: all).
+#   test       CUDA (and WebGPU) op tests and end-to-end checks against the CPU backend
+#   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
+#   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
+#   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128)
+#   decode7b   decode tokens/s of that 4-bit model at batch 1
+#   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
+# Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gptq-device-out}
+mkdir -p "$OUT"
+T=/tmp/gptq-tools
+stages=${*:-"test sanitize matmul quant7b decode7b layerloss"}
+log() { echo "== $(date +%H:%M:%S) $*"; }
+
+log setup
+mkdir -p $T/bin $T/lib $T/data build
+[ -x $T/bin/bun ] || { xz -dc .carry/bun.xz > $T/bin/bun && chmod +x $T/bin/bun; }
+[ -d node_modules/@huggingface ] || tar -xJf .carry/node_modules.tar.xz
+for f in .carry/lib/*.xz; do [ -f "$T/lib/$(basename "${f%.xz}")" ] || xz -dc "$f" > "$T/lib/$(basename "${f%.xz}")"; done
+if command -v nvcc >/dev/null && [ -n "${GPTQ_BUILD_ON_DEVICE:-}" ]; then GPTQ_CUDA_ARCHS=90 bash kernels/build.sh; else cp .carry/lib/libgptq_cuda.so build/; fi
+[ -d $T/data/stories260K-hf ] || tar -xJf .carry/data/data.tar.xz -C $T/data
+[ -d $T/gutenberg-2l ] || tar -xJf .carry/data/gutenberg-2l.tar.xz -C $T
+if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+export PATH=$T/bin:$PATH LD_LIBRARY_PATH=$T/lib:${LD_LIBRARY_PATH:-} GPTQ_BLAS=$T/lib/libopenblas.so.0 GPTQ_DATA=$T/data GPTQ_E2E_MODEL=$T/gutenberg-2l GPTQ_QUIET=1
+[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+bun --version
+bun gptq.ts backends 2>&1 | tee "$OUT/backends.txt"
+
+for s in $stages; do
+  case $s in
+  test)
+    log test
+    GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran |relative error" ;;
+  sanitize)
+    log sanitize
+    GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;
+  matmul)
+    log matmul
+    bun gptq.ts bench matmul --backend cuda --m 1,16,64 --iters 200 | tee "$OUT/matmul.md"
+    bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md" ;;
+  quant7b)
+    log quant7b: generating weights
+    python3 bench/make_llama7b.py $T/llama7b $T/data/../gutenberg-2l 2>&1 | tail -2
+    log quant7b: quantizing
+    bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 " | tail -5
+    grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21 ;;
+  decode7b)
+    log decode7b
+    bun gptq.ts bench decode $T/llama7b-q4 --backend cuda --tokens 128 | tee "$OUT/decode.txt" ;;
+  layerloss)
+    log layerloss
+    bun bench/layer-loss.ts 2>&1 | tee "$OUT/layerloss.txt" ;;
+  esac
+done
+log done

@@ -1,0 +1,119 @@
+// attention: q [T, heads·hd], caches k/v [S, kv_heads·hd] -> out [T, heads·hd]; causal, grouped-query heads.
+// Query row t of a sequence sits at position pos0 + t and sees keys 0..pos0+t. With seq_len > 0 the T rows are
+// T/seq_len independent sequences (pos0 = 0), each over its own rows of the caches.
+// Small T (decoding): one block per (head, query). Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
+// softmax kernel between them.
+#include "common.cuh"
+
+__global__ void attn_small_kernel(float* out, const float* q, const float* k, const float* v, int pos0, int heads, int kvh, int hd, float scale) {
+  extern __shared__ float sm[];
+  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
+  const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1;
+  float* qs = sm;
+  float* sc = sm + hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = q[(long long)t * QC + h * hd + i];
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (int j = warp; j < L; j += nw) {
+    const float* kr = k + (long long)j * KC + kv * hd;
+    float d = 0.f;
+    for (int i = lane; i < hd; i += 32) d += qs[i] * kr[i];
+    for (int o = 16; o; o >>= 1) d += __shfl_xor_sync(0xffffffff, d, o);
+    if (lane == 0) sc[j] = d * scale;
+  }
+  __syncthreads();
+  __shared__ float red[32];
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, sc[j]);
+  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  mx = red[0];
+  for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
+  __syncthreads();
+  float s = 0.f;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) { float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
+  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+  if (lane == 0) red[warp] = s;
+  __syncthreads();
+  s = 0.f;
+  for (int w = 0; w < nw; w++) s += red[w];
+  const float inv = 1.f / s;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float o = 0.f;
+    for (int j = 0; j < L; j++) o += sc[j] * v[(long long)j * KC + kv * hd + i];
+    out[(long long)t * QC + h * hd + i] = o * inv;
+  }
+}
+
+// rows of S [rows, L]: row r = (batch, t); keys j <= pos0 + t kept, softmax in place, the rest zeroed
+__global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
+  float* row = S + (long long)blockIdx.x * L;
+  const int t = blockIdx.x % Tq, last = pos0 + t;
+  __shared__ float red[32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j <= last; j += blockDim.x) mx = fmaxf(mx, row[j]);
+  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  mx = red[0];
+  for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
+  __syncthreads();
+  float s = 0.f;
+  for (int j = threadIdx.x; j <= last; j += blockDim.x) s += __expf(row[j] - mx);
+  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+  if (lane == 0) red[warp] = s;
+  __syncthreads();
+  s = 0.f;
+  for (int w = 0; w < nw; w++) s += red[w];
+  const float inv = 1.f / s;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] = j <= last ? __expf(row[j] - mx) * inv : 0.f;
+}
+
+extern "C" int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, int seq_len, int heads, int kvh, int hd) {
+  GQ_CHECK_INIT();
+  GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "attention: heads %d not a multiple of kv_heads %d", heads, kvh);
+  if (T == 0) return GQ_OK;
+  const float scale = 1.f / sqrtf((float)hd);
+  const int Tq = seq_len > 0 ? seq_len : T;
+  GQ_ARG(T % Tq == 0 && (Tq == T || pos0 == 0), "attention: %d rows do not split into sequences of %d (pos0 must be 0)", T, Tq);
+  const int B = T / Tq, L = pos0 + Tq, QC = heads * hd, KC = kvh * hd;
+  size_t smem = (size_t)(hd + L) * sizeof(float);
+  if (B == 1 && Tq <= 8 && smem <= 48 * 1024) {
+    attn_small_kernel<<<dim3(heads, Tq), 128, smem, gq::stream>>>(out, q, k, v, pos0, heads, kvh, hd, scale);
+    GQ_LAUNCHED("attention (small)");
+    return GQ_OK;
+  }
+  // batched GEMM path in full fp32 (scores are sensitive): S [nb, Tq, L] per head
+  const size_t per = (size_t)Tq * L * sizeof(float);
+  int nb = (int)((256u << 20) / per);
+  nb = nb < 1 ? 1 : nb > B ? B : nb;
+  float* S = (float*)gq::scratch(per * nb);
+  if (!S) return gq::fail(GQ_ERR_CUDA, "attention: out of device memory for %zu bytes of scores", per * nb);
+  gq::blas.SetMathMode(gq::blas.handle, 0);
+  const int rep = heads / kvh;
+  const float one = 1.f, zero = 0.f;
+  int st = 0;
+  for (int b0 = 0; b0 < B && st == 0; b0 += nb) {
+    const int n = B - b0 < nb ? B - b0 : nb;
+    for (int h = 0; h < heads && st == 0; h++) {
+      const int kv = h / rep;
+      const float* Qb = q + (long long)b0 * Tq * QC + h * hd;
+      const float* Kb = k + (long long)b0 * Tq * KC + kv * hd;
+      const float* Vb = v + (long long)b0 * Tq * KC + kv * hd;
+      float* Ob = out + (long long)b0 * Tq * QC + h * hd;
+      // S_b [Tq, L] = scale · Q_b [Tq, hd] · K_b [L, hd]ᵀ   (column-major: Sᵀ = K_b · Q_bᵀ)
+      st = gq::blas.SgemmStridedBatched(gq::blas.handle, 1, 0, L, Tq, hd, &scale, Kb, KC, (long long)Tq * KC, Qb, QC, (long long)Tq * QC, &zero, S, L, (long long)Tq * L, n);
+      if (st) break;
+      causal_softmax_kernel<<<n * Tq, 256, 0, gq::stream>>>(S, Tq, L, pos0);
+      // O_b [Tq, hd] = P_b [Tq, L] · V_b [L, hd]   (column-major: Oᵀ = V_bᵀ · P_bᵀ)
+      st = gq::blas.SgemmStridedBatched(gq::blas.handle, 0, 0, hd, Tq, L, &one, Vb, KC, (long long)Tq * KC, S, L, (long long)Tq * L, &zero, Ob, QC, (long long)Tq * QC, n);
+    }
+  }
+  gq::blas.SetMathMode(gq::blas.handle, gq::blas.defaultMath);
+  gq::release(S);
+  if (st) return gq::fail(GQ_ERR_BLAS, "attention: cublasSgemmStridedBatched failed with status %d", st);
+  GQ_LAUNCHED("attention (softmax)");
+  return GQ_OK;
+}

@@ -1,0 +1,48 @@
+// Shared by every kernel file: status handling, the stream, and the run-time-loaded cuBLAS/cuSOLVER.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cstdio>
+#include <cstdarg>
+#include "gptq_cuda.h"
+
+namespace gq {
+int fail(int code, const char* fmt, ...);
+extern cudaStream_t stream;
+extern bool initialized;
+
+// cuBLAS / cuSOLVER entry points, dlopen'ed at gq_init (no headers needed)
+typedef void* Handle;
+struct Blas {
+  Handle handle = nullptr;
+  int (*Sgemm)(Handle, int, int, int, int, int, const float*, const float*, int, const float*, int, const float*, float*, int) = nullptr;
+  int (*SgemmStridedBatched)(Handle, int, int, int, int, int, const float*, const float*, int, long long, const float*, int, long long, const float*, float*, int, long long, int) = nullptr;
+  int (*Ssyrk)(Handle, int, int, int, int, const float*, const float*, int, const float*, float*, int) = nullptr;
+  int (*GemmEx)(Handle, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int, const void*, void*, int, int, int, int) = nullptr;
+  int (*SetMathMode)(Handle, int) = nullptr;
+  int defaultMath = 0;
+};
+struct Solver {
+  Handle handle = nullptr;
+  int (*DpotrfBuf)(Handle, int, int, double*, int, int*) = nullptr;
+  int (*Dpotrf)(Handle, int, int, double*, int, double*, int, int*) = nullptr;
+  int (*DpotriBuf)(Handle, int, int, double*, int, int*) = nullptr;
+  int (*Dpotri)(Handle, int, int, double*, int, double*, int, int*) = nullptr;
+};
+extern Blas blas;
+extern Solver solver;
+
+// stream-ordered scratch from the pool
+void* scratch(size_t bytes);
+void release(void* p);
+
+// row-major C[M,N] = alpha·op(A)[M,K]·op(B)[K,N] + beta·C (same meaning as cblas RowMajor)
+int gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+}
+
+#define GQ_CHECK_INIT() do { if (!gq::initialized) return gq::fail(GQ_ERR_NOT_INIT, "gq_init has not been called"); } while (0)
+#define GQ_CUDA(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) return gq::fail(GQ_ERR_CUDA, "%s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); } while (0)
+#define GQ_LAUNCHED(name) do { cudaError_t e_ = cudaGetLastError(); if (e_ != cudaSuccess) return gq::fail(GQ_ERR_CUDA, "%s launch: %s", name, cudaGetErrorString(e_)); } while (0)
+#define GQ_ARG(cond, ...) do { if (!(cond)) return gq::fail(GQ_ERR_ARG, __VA_ARGS__); } while (0)
+
+static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }

@@ -1,0 +1,75 @@
+/*
+ * The C ABI of libgptq_cuda: pointers, integers and floats only; every function returns a status
+ * (0 = ok) and never exits. gq_last_error() says what went wrong. Device pointers are plain void*.
+ * All work is queued on one stream; gq_sync() waits for it.
+ */
+#pragma once
+#include <stddef.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GQ_ABI_VERSION 1
+enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
+enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
+
+int gq_abi_version(void);
+const char* gq_last_error(void);
+
+/* runtime */
+int gq_device_count(int* n);
+int gq_device_info(int device, char* name, int name_len, int* cc_major, int* cc_minor, long long* total_mem, int* sm_count);
+int gq_init(int device, const char* cublas_path, const char* cusolver_path, int tf32);
+int gq_malloc(void** p, long long bytes);
+int gq_free(void* p);
+int gq_memset(void* p, int value, long long bytes);
+int gq_upload(void* dst, const void* host, long long bytes);
+int gq_download(void* host, const void* src, long long bytes);
+int gq_copy(void* dst, const void* src, long long bytes);
+int gq_sync(void);
+int gq_mem_info(long long* free_bytes, long long* total_bytes);
+int gq_timer_start(void);
+int gq_timer_stop(float* ms);
+
+/* decoder primitives: row-major, activations f32 */
+int gq_convert(float* dst, const void* src, long long n, int dtype);
+int gq_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+int gq_add_bias(float* y, const float* bias, int M, int N);
+int gq_embedding(float* out, const float* table, const int* ids, int T, int H, int V);
+int gq_rms_norm(float* out, const float* x, const float* w, int T, int H, float eps);
+int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, int seq_len, float scale);
+int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, int seq_len, int heads, int kv_heads, int hd);
+int gq_silu_mul(float* out, const float* g, const float* u, long long n);
+int gq_add(float* out, const float* a, const float* b, long long n);
+int gq_scale(float* x, float s, long long n);
+int gq_log_softmax(float* out, const float* x, int T, int V);
+int gq_nll(double* out, const float* logits, const int* targets, int T, int V);
+
+/* GPTQ */
+int gq_hessian_accumulate(float* H, const float* x, int T, int K);
+int gq_diagonal(float* out, const float* H, int n);
+int gq_cholesky_inverse_upper(float* H, int n, float damp, int* ok);
+int gq_gptq_prepare(float* wt, const float* w, float* H, int rows, int cols);
+int gq_quant_params(const float* wt, int rows, int c0, int n, int g, float* scales, float* zeros, int bits, int sym, int mse);
+int gq_gptq_permute(float* wt2, float* h2, const float* wt, const float* h, const int* perm, int rows, int cols);
+int gq_gptq_block(float* wt, const float* hinv, unsigned char* codes, float* err, float* loss, float* scales, float* zeros,
+                  const int* group_of_col, int rows, int cols, int i1, int i2, int group_size, int static_groups, int bits, int sym, int mse);
+int gq_gptq_update(float* wt, const float* hinv, const float* err, int rows, int cols, int i1, int i2);
+int gq_gptq_finish(float* w, int* qweight, const float* wtq, const unsigned char* codes, const int* perm, int rows, int cols, int bits);
+
+/* packed int matmul. Layouts are the standard GPTQ ones; qm_repack4 builds the fast 4-bit layout. */
+int gq_qm_unpack_zeros(float* zeros, const int* qzeros, int groups, int N, int bits, int zero_offset);
+int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, const float* scales, const float* zeros,
+                  const int* perm, int K, int N, int groups, int group_size);
+int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm,
+                  const float* bias, int M, int K, int N, int group_size, float* scratch);
+int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
+                         const int* g_idx, const float* bias, int M, int K, int N, int bits);
+int gq_qm_dequant(float* w, const int* qweight, const float* scales, const float* zeros, const int* g_idx, int K, int N, int bits);
+
+/* benchmark baseline: C[M,N] = A[M,K] · B[N,K]ᵀ in fp16 through cuBLAS (fp32 accumulate) */
+int gq_hgemm_nt(const void* A, const void* B, void* C, int M, int N, int K);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,93 @@
+/**
+ * Benchmarks, printed as tables with ratios against a baseline measured in the same run:
+ *   matmul    packed 4-bit matmul vs the backend's dense baseline (CUDA: cuBLAS fp16) on model layer shapes
+ *   quantize  seconds per layer of a real quantization run (the report's numbers)
+ *   decode    tokens per second at batch 1 with the KV cache
+ */
+import type { Backend, QuantWeightSpec } from "./backend.ts";
+import type { Tensor } from "./tensor.ts";
+import { packQzeros } from "./gptq/pack.ts";
+import type { LlamaModel } from "./model/llama.ts";
+import { generateIds } from "./generate.ts";
+
+export const LLAMA2_7B_SHAPES: [string, number, number][] = [
+  ["qkv", 4096, 12288],
+  ["o", 4096, 4096],
+  ["gate+up", 4096, 22016],
+  ["down", 11008, 4096],
+];
+
+/** median microseconds per call of fn (work queued on the backend; synchronized around each repetition) */
+export async function timeUs(be: Backend, fn: () => void, iters = 50, reps = 5): Promise<number> {
+  for (let i = 0; i < 3; i++) fn();
+  await be.sync();
+  const times: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < iters; i++) fn();
+    await be.sync();
+    times.push(((performance.now() - t0) * 1000) / iters);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(reps / 2)]!;
+}
+
+function rnd(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a ^= a << 13; a >>>= 0; a ^= a >>> 17; a ^= a << 5; a >>>= 0;
+    return a;
+  };
+}
+
+/** a random K×N 4-bit (or other width) layer in the standard layout, group size gs, optionally act-order */
+export function randomQuantSpec(K: number, N: number, bits: number, gs: number, actOrder: boolean, seed = 1): QuantWeightSpec {
+  const r = rnd(seed);
+  const G = Math.ceil(K / gs);
+  const qweight = new Int32Array((K * bits) / 32 * N);
+  for (let i = 0; i < qweight.length; i++) qweight[i] = r() | 0;
+  const zeros = Int32Array.from({ length: G * N }, () => r() % (1 << bits));
+  const scales = Float32Array.from({ length: G * N }, () => 0.001 + (r() % 1000) * 1e-5);
+  let gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / gs));
+  if (actOrder) for (let i = K - 1; i > 0; i--) { const j = r() % (i + 1); [gIdx[i], gIdx[j]] = [gIdx[j]!, gIdx[i]!]; }
+  return { bits, inFeatures: K, outFeatures: N, groups: G, qweight, qzeros: packQzeros(zeros, G, N, bits), scales, gIdx, zeroOffset: 0 };
+}
+
+export interface MatmulRow { m: number; quantUs: number; baselineUs: number | null; speedup: number | null; gbps: number; baseline: string }
+
+/** all four shapes back to back, per M; weights read once per call set */
+export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [string, number, number][]; groupSize?: number; actOrder?: boolean; iters?: number }): Promise<MatmulRow[]> {
+  const shapes = opts.shapes ?? LLAMA2_7B_SHAPES;
+  const gs = opts.groupSize ?? 128;
+  const ws = shapes.map(([, K, N], i) => be.prepareQuantWeight(randomQuantSpec(K, N, 4, gs, opts.actOrder ?? false, i + 1)));
+  const bytes = shapes.reduce((a, [, K, N]) => a + (K * N) / 2 + Math.ceil(K / gs) * N * 4, 0);
+  const rows: MatmulRow[] = [];
+  for (const m of opts.ms) {
+    const xs = shapes.map(([, K]) => be.upload(Float32Array.from({ length: m * K }, (_, i) => Math.sin(i) * 0.5), [m, K], "f32"));
+    let outs: Tensor[] = [];
+    const quantUs = await timeUs(be, () => {
+      for (const o of outs) be.free(o);
+      outs = shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!));
+    }, opts.iters ?? 50);
+    for (const o of outs) be.free(o);
+    let baselineUs: number | null = null, label = "";
+    if (be.denseBaseline) {
+      const bl = shapes.map(([, K, N]) => be.denseBaseline!(m, N, K));
+      label = bl[0]!.label;
+      baselineUs = await timeUs(be, () => bl.forEach((b) => b.run()), opts.iters ?? 50);
+      bl.forEach((b) => b.free());
+    }
+    for (const x of xs) be.free(x);
+    rows.push({ m, quantUs, baselineUs, speedup: baselineUs ? baselineUs / quantUs : null, gbps: bytes / (quantUs * 1e3), baseline: label });
+  }
+  for (const w of ws) be.free(w);
+  return rows;
+}
+
+export async function benchDecode(model: LlamaModel, tokens: number, prompt = 16): Promise<{ tokensPerSecond: number; msPerToken: number }> {
+  const ids = Int32Array.from({ length: prompt }, (_, i) => (i * 7 + 3) % model.config.vocabSize);
+  await generateIds(model, ids, { maxNewTokens: 4, stopAtEos: false }); // warm-up
+  const t0 = performance.now();
+  await generateIds(model, ids, { maxNewTokens: tokens, stopAtEos: false });
+  const ms = performance.now() - t0;
+  return { tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens };
+}

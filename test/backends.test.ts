@@ -1,0 +1,58 @@
+// End to end on every GPU backend against the CPU backend: perplexity, greedy generation, and a whole
+// GPTQ quantization (packed tensors and perplexity). GPTQ_E2E_MODEL overrides the model quantized.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DATA, gpuBackends, has } from "./helpers.ts";
+import { loadModel, evaluate, readDatasetText, generateIds, quantize } from "../src/index.ts";
+import { Checkpoint, typedView } from "../src/model/safetensors.ts";
+import { unpackQweight } from "../src/gptq/pack.ts";
+
+const STORIES = join(DATA, "stories260K-hf");
+const E2E = process.env.GPTQ_E2E_MODEL ?? join(DATA, "gutenberg-llama-16m");
+const backends = await gpuBackends();
+
+for (const b of backends) {
+  const d = b.backend ? describe : describe.skip;
+  d(`${b.name} vs cpu, end to end${b.backend ? "" : ` [unavailable: ${b.reason}]`}`, () => {
+    test.skipIf(!has("stories260K-hf"))("stories260K perplexity within 0.2% of the CPU backend", async () => {
+      const text = readDatasetText(join(DATA, "tinystories", "tinystories_val_excerpt.txt"));
+      const opts = { seqlen: 256, maxWindows: 40, progress: false };
+      const g = await evaluate(await loadModel(STORIES, { backend: b.backend! }), text, opts);
+      const c = await evaluate(await loadModel(STORIES, { backend: "cpu" }), text, opts);
+      expect(g.backend).toBe(b.name);
+      expect(Math.abs(g.perplexity / c.perplexity - 1)).toBeLessThan(0.002);
+    });
+    test.skipIf(!has("stories260K", "reference_outputs.json"))("greedy generation from BOS gives the reference ids (KV cache on the GPU)", async () => {
+      const ref = JSON.parse(readFileSync(join(DATA, "stories260K", "reference_outputs.json"), "utf8"));
+      const m = await loadModel(STORIES, { backend: b.backend! });
+      const ids = await generateIds(m, Int32Array.of(1), { maxNewTokens: 64, stopAtEos: false });
+      expect(ids.slice(0, ref.greedy_from_bos.token_ids.length)).toEqual(ref.greedy_from_bos.token_ids);
+    });
+    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw") || !E2E)(`quantize ${E2E.split("/").pop()}: packed tensors agree with the CPU backend's, perplexity within 0.5%`, async () => {
+      const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));
+      const o = { dataset: join(DATA, "wikitext-2-raw", "wiki.valid.raw"), nsamples: 32, seqlen: 256, bits: 4, groupSize: 128, progress: false };
+      const rg = await quantize(E2E, { ...o, out: join(root, "gpu"), backend: b.backend! });
+      const rc = await quantize(E2E, { ...o, out: join(root, "cpu"), backend: "cpu" });
+      expect(rg.backend).toBe(b.name);
+      // per-module losses track each other
+      rg.modules.forEach((m, i) => expect(Math.abs(m.loss / rc.modules[i]!.loss - 1)).toBeLessThan(0.05));
+      const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
+      let same = 0, total = 0;
+      for (const name of cc.names().filter((n) => n.endsWith(".qweight"))) {
+        const [w, N] = cc.info(name).shape as [number, number];
+        const K = (w * 32) / 4;
+        const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, K, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, K, N, 4);
+        for (let i = 0; i < a.length; i++) { if (a[i] === c[i]) same++; total++; }
+      }
+      expect(same / total).toBeGreaterThan(0.95); // float32 vs float32-on-another-device: rounding flips at near-ties, and their error feedback
+      const text = readDatasetText(join(DATA, has("gutenberg", "eval.txt") ? "gutenberg/eval.txt" : "tinystories/tinystories_val_excerpt.txt"));
+      const ev = { seqlen: 256, maxWindows: 20, progress: false };
+      const pg = (await evaluate(await loadModel(join(root, "gpu"), { backend: b.backend! }), text, ev)).perplexity;
+      const pc = (await evaluate(await loadModel(join(root, "cpu"), { backend: "cpu" }), text, ev)).perplexity;
+      expect(Math.abs(pg / pc - 1)).toBeLessThan(0.005);
+    });
+  });
+}
+if (backends.length === 0) test("no GPU backends are registered", () => expect(backends).toEqual([]));
