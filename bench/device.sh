@@ -35,7 +35,9 @@ for s in $stages; do
   case $s in
   test)
     log test
-    GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran |relative error" ;;
+    GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran |relative error|agree"
+    log "test (GPTQ_CUDA_TF32=0: fp32 everywhere)"
+    GPTQ_CUDA_TF32=0 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/backends.test.ts 2>&1 | tee "$OUT/test-fp32.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|agree" ;;
   sanitize)
     log sanitize
     GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;

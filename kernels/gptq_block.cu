@@ -202,8 +202,11 @@ int gq_gptq_block(float* wt, const float* hinv, unsigned char* codes, float* err
 int gq_gptq_update(float* wt, const float* hinv, const float* err, int rows, int cols, int i1, int i2) {
   GQ_CHECK_INIT();
   if (i2 >= cols) return GQ_OK;
-  // Wt[i2:, :] [cols-i2, rows] -= Hinv[i1:i2, i2:]ᵀ [cols-i2, i2-i1] · err [i2-i1, rows]
-  return gq::gemm_rm(true, false, cols - i2, rows, i2 - i1, -1.f, hinv + (long long)i1 * cols + i2, cols, err, rows, 1.f, wt + (long long)i2 * rows, rows);
+  // Wt[i2:, :] [cols-i2, rows] -= Hinv[i1:i2, i2:]ᵀ [cols-i2, i2-i1] · err [i2-i1, rows], in full fp32 (not TF32)
+  gq::blas.SetMathMode(gq::blas.handle, 0);
+  int rc = gq::gemm_rm(true, false, cols - i2, rows, i2 - i1, -1.f, hinv + (long long)i1 * cols + i2, cols, err, rows, 1.f, wt + (long long)i2 * rows, rows);
+  gq::blas.SetMathMode(gq::blas.handle, gq::blas.defaultMath);
+  return rc;
 }
 int gq_gptq_finish(float* w, int* qweight, const float* wtq, const unsigned char* codes, const int* perm, int rows, int cols, int bits) {
   GQ_CHECK_INIT();

@@ -62,7 +62,7 @@ int gq_qm_unpack_zeros(float* zeros, const int* qzeros, int groups, int N, int b
 int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, const float* scales, const float* zeros,
                   const int* perm, int K, int N, int groups, int group_size);
 int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm,
-                  const float* bias, int M, int K, int N, int group_size, float* scratch);
+                  const float* bias, int M, int K, int N, int group_size);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);
 int gq_qm_dequant(float* w, const int* qweight, const float* scales, const float* zeros, const int* g_idx, int K, int N, int bits);

@@ -21,7 +21,10 @@ int gq_hessian_accumulate(float* H, const float* x, int T, int K) {
   const float one = 1.f;
   // row-major x [T,K] is column-major xᵀ [K,T]; column-major C = xᵀ·x (trans N, k = T) fills the
   // column-major lower triangle = the row-major upper triangle of H
+  // full fp32, as the reference (TF32 would perturb H enough to change GPTQ's rounding decisions)
+  gq::blas.SetMathMode(gq::blas.handle, 0);
   int st = gq::blas.Ssyrk(gq::blas.handle, 0 /* lower */, 0 /* N */, K, T, &one, x, K, &one, H, K);
+  gq::blas.SetMathMode(gq::blas.handle, gq::blas.defaultMath);
   if (st) return gq::fail(GQ_ERR_BLAS, "cublasSsyrk failed with status %d (T=%d K=%d)", st, T, K);
   mirror_upper_kernel<<<blocks_for((long long)K * K, 256), 256, 0, gq::stream>>>(H, K);
   GQ_LAUNCHED("hessian mirror");

@@ -74,84 +74,131 @@ __global__ void repack4_sz_kernel(unsigned int* sz, const float* scales, const f
   sz[(((long long)grp * (N / 64) + c) * 8 + gid) * 8 + nt] = *reinterpret_cast<unsigned int*>(&v);
 }
 
-__global__ void gather_cols_kernel(float* xp, const float* x, const int* perm, int M, int K) {
-  long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-  if (idx >= (long long)M * K) return;
-  const int m = idx / K, k = idx % K;
-  xp[idx] = x[(long long)m * K + perm[k]];
-}
-
 __device__ __forceinline__ unsigned int dq2(unsigned int q, unsigned int zz, unsigned int ss) {
   unsigned int h = (q & 0x000f000fu) | 0x64006400u;  // half2(1024 + lo nibble, 1024 + hi nibble)
   __half2 r = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zz)), *reinterpret_cast<__half2*>(&ss));
   return *reinterpret_cast<unsigned int*>(&r);
-}
-__device__ __forceinline__ unsigned int pack_x(const float* p, bool ok) {
-  if (!ok) return 0u;
-  float2 v = *reinterpret_cast<const float2*>(p);
-  __half2 h = __floats2half2_rn(v.x, v.y);
-  return *reinterpret_cast<unsigned int*>(&h);
 }
 __device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3, unsigned int b0, unsigned int b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
 
-// one warp: column chunk c (64 columns), k16 steps [s0, s1); M <= 16 rows of x (row-major, K sorted by group)
-__global__ void __launch_bounds__(128) qm4_kernel(float* y, const float* __restrict__ x, const uint4* __restrict__ packed, const unsigned int* __restrict__ sz,
-                                                  const float* bias, int M, int K, int N, int gs, int kpw, int ksplit) {
-  const int lane = threadIdx.x & 31;
-  const int w = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+#define QM_WARPS 4
+#define QM_DEPTH 4
+// Block: QM_WARPS warps over consecutive 64-column chunks, one k range (blockIdx.y). x rows [0, M) of that
+// k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp accumulates
+// MT·16 rows x 64 columns in registers, writes a partial sum, and the last warp of a column chunk to finish
+// (a counter per chunk) adds the partials, the bias, and writes y; it resets the counter for the next call.
+template <int MT>
+__global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
+                                                           const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
+                                                           float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int kpw, int ksplit) {
+  extern __shared__ __half xs[];  // [M][kpw·16 + 8]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int N64 = N / 64, K16 = K / 16;
-  const int c = w % N64, ks = w / N64;
-  if (ks >= ksplit) return;
+  const int ks = blockIdx.y;
   const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
+  const int kl = (s1 - s0) * 16, stride = kpw * 16 + 8;
+  for (int i = threadIdx.x; i < M * kl; i += blockDim.x) {
+    const int m = i / kl, kk = i % kl, k = s0 * 16 + kk;
+    xs[m * stride + kk] = __float2half_rn(x[(long long)m * K + (perm ? perm[k] : k)]);
+  }
+  __syncthreads();
+  const int c = blockIdx.x * QM_WARPS + warp;
+  if (c >= N64) return;
   const int gid = lane >> 2, t = lane & 3;
-  float acc[8][4];
+  float acc[MT][8][4];
 #pragma unroll
-  for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.f;
   unsigned int S[8], Z[8];
   int cur = -1;
   const uint4* src = packed + ((long long)c * K16) * 32 + lane;
-  const bool r0 = gid < M, r1 = gid + 8 < M;
-  const float* x0 = x + (long long)gid * K + 2 * t;
-  const float* x1 = x + (long long)(gid + 8) * K + 2 * t;
-  uint4 nxt = s0 < s1 ? src[(long long)s0 * 32] : make_uint4(0, 0, 0, 0);
-  for (int s = s0; s < s1; s++) {
-    const uint4 q = nxt;
-    if (s + 1 < s1) nxt = src[(long long)(s + 1) * 32];
-    const int k0 = s * 16;
-    const int grp = k0 / gs;
-    if (grp != cur) {
-      cur = grp;
-      const uint4* p = reinterpret_cast<const uint4*>(sz + (((long long)grp * N64 + c) * 8 + gid) * 8);
-      uint4 u0 = p[0], u1 = p[1];
-      unsigned int v[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+  uint4 buf[QM_DEPTH];
 #pragma unroll
-      for (int i = 0; i < 8; i++) {
-        __half2 h = *reinterpret_cast<__half2*>(&v[i]);
-        __half2 sc = __low2half2(h), zz = __high2half2(h);
-        S[i] = *reinterpret_cast<unsigned int*>(&sc);
-        Z[i] = *reinterpret_cast<unsigned int*>(&zz);
+  for (int u = 0; u < QM_DEPTH; u++) buf[u] = s0 + u < s1 ? ld_stream(src + (long long)(s0 + u) * 32) : make_uint4(0, 0, 0, 0);
+  for (int sb = s0; sb < s1; sb += QM_DEPTH) {
+    uint4 q[QM_DEPTH];
+#pragma unroll
+    for (int u = 0; u < QM_DEPTH; u++) {
+      q[u] = buf[u];
+      const int sn = sb + QM_DEPTH + u;
+      if (sn < s1) buf[u] = ld_stream(src + (long long)sn * 32);
+    }
+#pragma unroll
+    for (int u = 0; u < QM_DEPTH; u++) {
+      const int s = sb + u;
+      if (s < s1) {
+        const int grp = (s * 16) / gs;
+        if (grp != cur) {
+          cur = grp;
+          const uint4* p = reinterpret_cast<const uint4*>(sz + (((long long)grp * N64 + c) * 8 + gid) * 8);
+          const uint4 u0 = __ldg(p), u1 = __ldg(p + 1);
+          const unsigned int v[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+#pragma unroll
+          for (int i = 0; i < 8; i++) {
+            __half2 h = *reinterpret_cast<const __half2*>(&v[i]);
+            __half2 sc = __low2half2(h), zz = __high2half2(h);
+            S[i] = *reinterpret_cast<unsigned int*>(&sc);
+            Z[i] = *reinterpret_cast<unsigned int*>(&zz);
+          }
+        }
+        const int kk = (s - s0) * 16 + 2 * t;
+        unsigned int a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const int r0 = mt * 16 + gid, r1 = r0 + 8;
+          a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
+          a[mt][1] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
+          a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
+          a[mt][3] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
+        }
+        const unsigned int qs[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int ta = 2 * j, tb = 2 * j + 1;
+          const unsigned int ba0 = dq2(qs[j], Z[ta], S[ta]), ba1 = dq2(qs[j] >> 4, Z[ta], S[ta]);
+          const unsigned int bb0 = dq2(qs[j] >> 8, Z[tb], S[tb]), bb1 = dq2(qs[j] >> 12, Z[tb], S[tb]);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816(acc[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], ba0, ba1);
+            mma16816(acc[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bb0, bb1);
+          }
+        }
       }
     }
-    const unsigned int a0 = pack_x(x0 + k0, r0), a1 = pack_x(x1 + k0, r1), a2 = pack_x(x0 + k0 + 8, r0), a3 = pack_x(x1 + k0 + 8, r1);
-    const unsigned int qs[4] = {q.x, q.y, q.z, q.w};
+  }
+  // partial sums -> workspace [ksplit][M][N]
+  float* part = partial + (long long)ks * M * N;
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const int ta = 2 * j, tb = 2 * j + 1;
-      mma16816(acc[ta], a0, a1, a2, a3, dq2(qs[j], Z[ta], S[ta]), dq2(qs[j] >> 4, Z[ta], S[ta]));
-      mma16816(acc[tb], a0, a1, a2, a3, dq2(qs[j] >> 8, Z[tb], S[tb]), dq2(qs[j] >> 12, Z[tb], S[tb]));
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++) {
+      const int col = c * 64 + nt * 8 + 2 * t, r0 = mt * 16 + gid, r1 = r0 + 8;
+      if (r0 < M) *reinterpret_cast<float2*>(part + (long long)r0 * N + col) = make_float2(acc[mt][nt][0], acc[mt][nt][1]);
+      if (r1 < M) *reinterpret_cast<float2*>(part + (long long)r1 * N + col) = make_float2(acc[mt][nt][2], acc[mt][nt][3]);
     }
+  __threadfence();
+  int last = 0;
+  if (lane == 0) last = atomicAdd(counters + c, 1) == ksplit - 1;
+  last = __shfl_sync(0xffffffff, last, 0);
+  if (!last) return;
+  __threadfence();
+  for (int i = lane; i < M * 64; i += 32) {
+    const int m = i / 64, col = c * 64 + i % 64;
+    float sum = bias ? bias[col] : 0.f;
+    for (int k2 = 0; k2 < ksplit; k2++) sum += __ldcg(partial + ((long long)k2 * M + m) * N + col);
+    y[(long long)m * N + col] = sum;
   }
-#pragma unroll
-  for (int nt = 0; nt < 8; nt++) {
-    const int col = c * 64 + nt * 8 + 2 * t;
-    const float b0 = bias && ks == 0 ? bias[col] : 0.f, b1 = bias && ks == 0 ? bias[col + 1] : 0.f;
-    if (r0) { atomicAdd(y + (long long)gid * N + col, acc[nt][0] + b0); atomicAdd(y + (long long)gid * N + col + 1, acc[nt][1] + b1); }
-    if (r1) { atomicAdd(y + (long long)(gid + 8) * N + col, acc[nt][2] + b0); atomicAdd(y + (long long)(gid + 8) * N + col + 1, acc[nt][3] + b1); }
-  }
+  if (lane == 0) counters[c] = 0;
 }
 
 static int sm_count() {
@@ -176,25 +223,40 @@ int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, co
   GQ_LAUNCHED("repack4");
   return GQ_OK;
 }
-int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs, float* scratch) {
+int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
-  GQ_CUDA(cudaMemsetAsync(y, 0, sizeof(float) * (size_t)M * N, gq::stream));
-  if (perm) {
-    gather_cols_kernel<<<blocks_for((long long)M * K, 256), 256, 0, gq::stream>>>(scratch, x, perm, M, K);
-    x = scratch;
-  }
+  GQ_ARG(M >= 1 && M <= 64, "matmul4: M = %d outside 1..64", M);
   const int N64 = N / 64, K16 = K / 16;
-  // enough warps to keep every multiprocessor's memory pipe full, each over a contiguous k range
-  int ksplit = (sm_count() * 24 + N64 - 1) / N64;
+  // about 32 warps per multiprocessor in flight, each over >= 8 k16 steps (a multiple of the load depth)
+  const long long want = (long long)sm_count() * 32;
+  int ksplit = (int)((want + N64 - 1) / N64);
   ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
-  const int kpw = (K16 + ksplit - 1) / ksplit;
+  int kpw = (K16 + ksplit - 1) / ksplit;
+  kpw = kpw < 8 ? 8 : (kpw + 3) / 4 * 4;
+  const int mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
+  const int maxk = (48 * 1024 / (M * 2) - 8) / 16 / 4 * 4;  // shared memory for x: M rows of kpw·16 + 8 halves
+  if (kpw > maxk) kpw = maxk < 4 ? 4 : maxk;
   ksplit = (K16 + kpw - 1) / kpw;
-  const long long warps = (long long)N64 * ksplit;
-  for (int m0 = 0; m0 < M; m0 += 16) {
-    const int mm = M - m0 < 16 ? M - m0 : 16;
-    qm4_kernel<<<blocks_for(warps, 4), 128, 0, gq::stream>>>(y + (long long)m0 * N, x + (long long)m0 * K, reinterpret_cast<const uint4*>(packed), sz, bias, mm, K, N, gs, kpw, ksplit);
+  // per-chunk arrival counters live across calls (each call leaves them at zero); partial sums are scratch
+  static int* counters = nullptr;
+  static int counters_len = 0;
+  if (counters_len < N64) {
+    if (counters) gq::release(counters);
+    counters = (int*)gq::scratch(sizeof(int) * N64);
+    if (!counters) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory");
+    GQ_CUDA(cudaMemsetAsync(counters, 0, sizeof(int) * N64, gq::stream));
+    counters_len = N64;
   }
+  float* workspace = (float*)gq::scratch(sizeof(float) * (size_t)ksplit * M * N);
+  if (!workspace) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory for %d partial sums", ksplit);
+  const size_t smem = (size_t)M * (kpw * 16 + 8) * sizeof(__half);
+  dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
+  const uint4* pk = reinterpret_cast<const uint4*>(packed);
+  if (mt == 1) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
+  else if (mt == 2) qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
+  else qm4_kernel<4><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
+  gq::release(workspace);
   GQ_LAUNCHED("matmul4");
   return GQ_OK;
 }

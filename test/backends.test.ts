@@ -46,7 +46,11 @@ for (const b of backends) {
         const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, K, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, K, N, 4);
         for (let i = 0; i < a.length; i++) { if (a[i] === c[i]) same++; total++; }
       }
-      expect(same / total).toBeGreaterThan(0.95); // float32 vs float32-on-another-device: rounding flips at near-ties, and their error feedback
+      // float32 on both sides: codes differ only where rounding flips at near-ties (and their error feedback).
+      // CUDA's TF32 forward (GPTQ_CUDA_TF32, default on for speed) perturbs later layers' inputs more.
+      const tf32 = b.name === "cuda" && process.env.GPTQ_CUDA_TF32 !== "0";
+      console.log(`${b.name}: ${(100 * same / total).toFixed(2)}% of codes agree with the CPU backend's${tf32 ? " (TF32 forward)" : ""}`);
+      expect(same / total).toBeGreaterThan(tf32 ? 0.8 : 0.95);
       const text = readDatasetText(join(DATA, has("gutenberg", "eval.txt") ? "gutenberg/eval.txt" : "tinystories/tinystories_val_excerpt.txt"));
       const ev = { seqlen: 256, maxWindows: 20, progress: false };
       const pg = (await evaluate(await loadModel(join(root, "gpu"), { backend: b.backend! }), text, ev)).perplexity;

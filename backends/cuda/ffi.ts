@@ -49,7 +49,7 @@ export const symbols = {
   gq_gptq_finish: { args: [P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_qm_unpack_zeros: { args: [P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_repack4: { args: [P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
-  gq_qm_matmul4: { args: [P, P, P, P, P, P, i32, i32, i32, i32, P], returns: i32 },
+  gq_qm_matmul4: { args: [P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul_generic: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_dequant: { args: [P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },

@@ -294,9 +294,7 @@ export class CudaBackend implements Backend {
     const y = this.out([M, N]);
     const b = bias ? this.p(bias) : null;
     if (h.fast && M <= 64) {
-      const scratch = h.perm ? this.scratch(M * K * 4) : null;
-      this.check(this.lib.gq_qm_matmul4(this.p(y), this.p(x), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, b, M, K, N, h.groupSize, scratch?.ptr ?? null), "quant_matmul (4-bit)");
-      if (scratch) this.release(scratch);
+      this.check(this.lib.gq_qm_matmul4(this.p(y), this.p(x), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, b, M, K, N, h.groupSize), "quant_matmul (4-bit)");
     } else if (M <= 8) {
       this.check(this.lib.gq_qm_matmul_generic(this.p(y), this.p(x), h.qweight.ptr, h.scales.ptr, h.zeros.ptr, h.gIdx.ptr, b, M, K, N, bits), "quant_matmul (generic)");
     } else {
