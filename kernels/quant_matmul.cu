@@ -84,98 +84,110 @@ __device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
+__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
 }
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 #define QM_WARPS 4
-#define QM_DEPTH 4
+#define QM_DEPTH 8
 // Block: QM_WARPS warps over consecutive 64-column chunks, one k range (blockIdx.y). x rows [0, M) of that
-// k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp accumulates
-// MT·16 rows x 64 columns in registers, writes a partial sum, and the last warp of a column chunk to finish
-// (a counter per chunk) adds the partials, the bias, and writes y; it resets the counter for the next call.
+// k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp streams its
+// weights through a QM_DEPTH-stage cp.async ring in shared memory (group scales/zeros ride along when a
+// group starts), accumulates MT·16 rows x 64 columns in registers, writes a partial sum; the last warp of a
+// column chunk to finish (a counter per chunk) adds the partials and the bias, writes y, and resets the counter.
+struct QmRing {
+  uint4 w[QM_DEPTH][32];             // one k16 step of weights per lane per stage
+  unsigned int sz[QM_DEPTH][8][8];   // (scale, 1024 + zero) half2 of the 8 tiles' columns, per gid
+};
 template <int MT>
 __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
                                                            const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int kpw, int ksplit) {
-  extern __shared__ __half xs[];  // [M][kpw·16 + 8]
+  extern __shared__ __align__(16) unsigned char smem[];
+  QmRing* rings = reinterpret_cast<QmRing*>(smem);
+  __half* xs = reinterpret_cast<__half*>(smem + sizeof(QmRing) * QM_WARPS);  // [M][kpw·16 + 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int N64 = N / 64, K16 = K / 16;
   const int ks = blockIdx.y;
   const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
+  const int c = blockIdx.x * QM_WARPS + warp;
+  const int gid = lane >> 2, t = lane & 3;
+  QmRing& ring = rings[warp];
+  const uint4* src = packed + ((long long)c * K16) * 32 + lane;
+  const bool live = c < N64;
+  // stage the weights (and, at group starts, the group's scale/zero pairs) of k16 step s into ring slot i
+  auto issue = [&](int s, int i) {
+    if (live && s < s1) {
+      cp_async16(&ring.w[i][lane], src + (long long)s * 32);
+      if ((s * 16) % gs == 0 || s == s0) {
+        const unsigned int* p = sz + (((long long)((s * 16) / gs) * N64 + c) * 8 + gid) * 8 + 2 * t;
+        cp_async8(&ring.sz[i][gid][2 * t], p);
+      }
+    }
+    cp_commit();
+  };
+#pragma unroll
+  for (int i = 0; i < QM_DEPTH - 1; i++) issue(s0 + i, i);
   const int kl = (s1 - s0) * 16, stride = kpw * 16 + 8;
   for (int i = threadIdx.x; i < M * kl; i += blockDim.x) {
     const int m = i / kl, kk = i % kl, k = s0 * 16 + kk;
     xs[m * stride + kk] = __float2half_rn(x[(long long)m * K + (perm ? perm[k] : k)]);
   }
   __syncthreads();
-  const int c = blockIdx.x * QM_WARPS + warp;
-  if (c >= N64) return;
-  const int gid = lane >> 2, t = lane & 3;
+  if (!live) return;
   float acc[MT][8][4];
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.f;
   unsigned int S[8], Z[8];
-  int cur = -1;
-  const uint4* src = packed + ((long long)c * K16) * 32 + lane;
-  uint4 buf[QM_DEPTH];
+  for (int s = s0; s < s1; s++) {
+    const int slot = (s - s0) % QM_DEPTH;
+    issue(s + QM_DEPTH - 1, (s - s0 + QM_DEPTH - 1) % QM_DEPTH);
+    cp_wait<QM_DEPTH - 1>();
+    __syncwarp();
+    const uint4 q = ring.w[slot][lane];
+    if ((s * 16) % gs == 0 || s == s0) {
 #pragma unroll
-  for (int u = 0; u < QM_DEPTH; u++) buf[u] = s0 + u < s1 ? ld_stream(src + (long long)(s0 + u) * 32) : make_uint4(0, 0, 0, 0);
-  for (int sb = s0; sb < s1; sb += QM_DEPTH) {
-    uint4 q[QM_DEPTH];
-#pragma unroll
-    for (int u = 0; u < QM_DEPTH; u++) {
-      q[u] = buf[u];
-      const int sn = sb + QM_DEPTH + u;
-      if (sn < s1) buf[u] = ld_stream(src + (long long)sn * 32);
-    }
-#pragma unroll
-    for (int u = 0; u < QM_DEPTH; u++) {
-      const int s = sb + u;
-      if (s < s1) {
-        const int grp = (s * 16) / gs;
-        if (grp != cur) {
-          cur = grp;
-          const uint4* p = reinterpret_cast<const uint4*>(sz + (((long long)grp * N64 + c) * 8 + gid) * 8);
-          const uint4 u0 = __ldg(p), u1 = __ldg(p + 1);
-          const unsigned int v[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
-#pragma unroll
-          for (int i = 0; i < 8; i++) {
-            __half2 h = *reinterpret_cast<const __half2*>(&v[i]);
-            __half2 sc = __low2half2(h), zz = __high2half2(h);
-            S[i] = *reinterpret_cast<unsigned int*>(&sc);
-            Z[i] = *reinterpret_cast<unsigned int*>(&zz);
-          }
-        }
-        const int kk = (s - s0) * 16 + 2 * t;
-        unsigned int a[MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-          const int r0 = mt * 16 + gid, r1 = r0 + 8;
-          a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
-          a[mt][1] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
-          a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
-          a[mt][3] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
-        }
-        const unsigned int qs[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const int ta = 2 * j, tb = 2 * j + 1;
-          const unsigned int ba0 = dq2(qs[j], Z[ta], S[ta]), ba1 = dq2(qs[j] >> 4, Z[ta], S[ta]);
-          const unsigned int bb0 = dq2(qs[j] >> 8, Z[tb], S[tb]), bb1 = dq2(qs[j] >> 12, Z[tb], S[tb]);
-#pragma unroll
-          for (int mt = 0; mt < MT; mt++) {
-            mma16816(acc[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], ba0, ba1);
-            mma16816(acc[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bb0, bb1);
-          }
-        }
+      for (int i = 0; i < 8; i++) {
+        unsigned int v = ring.sz[slot][gid][i];
+        __half2 h = *reinterpret_cast<__half2*>(&v);
+        __half2 sc = __low2half2(h), zz = __high2half2(h);
+        S[i] = *reinterpret_cast<unsigned int*>(&sc);
+        Z[i] = *reinterpret_cast<unsigned int*>(&zz);
       }
     }
+    const int kk = (s - s0) * 16 + 2 * t;
+    unsigned int a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+      const int r0 = mt * 16 + gid, r1 = r0 + 8;
+      a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
+      a[mt][1] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
+      a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
+      a[mt][3] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
+    }
+    const unsigned int qs[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const int ta = 2 * j, tb = 2 * j + 1;
+      const unsigned int ba0 = dq2(qs[j], Z[ta], S[ta]), ba1 = dq2(qs[j] >> 4, Z[ta], S[ta]);
+      const unsigned int bb0 = dq2(qs[j] >> 8, Z[tb], S[tb]), bb1 = dq2(qs[j] >> 12, Z[tb], S[tb]);
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        mma16816(acc[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], ba0, ba1);
+        mma16816(acc[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bb0, bb1);
+      }
+    }
+    __syncwarp();
   }
+  cp_wait<0>();
   // partial sums -> workspace [ksplit][M][N]
   float* part = partial + (long long)ks * M * N;
 #pragma unroll
@@ -183,8 +195,8 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 #pragma unroll
     for (int nt = 0; nt < 8; nt++) {
       const int col = c * 64 + nt * 8 + 2 * t, r0 = mt * 16 + gid, r1 = r0 + 8;
-      if (r0 < M) *reinterpret_cast<float2*>(part + (long long)r0 * N + col) = make_float2(acc[mt][nt][0], acc[mt][nt][1]);
-      if (r1 < M) *reinterpret_cast<float2*>(part + (long long)r1 * N + col) = make_float2(acc[mt][nt][2], acc[mt][nt][3]);
+      if (r0 < M) __stcg(reinterpret_cast<float2*>(part + (long long)r0 * N + col), make_float2(acc[mt][nt][0], acc[mt][nt][1]));
+      if (r1 < M) __stcg(reinterpret_cast<float2*>(part + (long long)r1 * N + col), make_float2(acc[mt][nt][2], acc[mt][nt][3]));
     }
   __threadfence();
   int last = 0;
@@ -192,11 +204,23 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
   last = __shfl_sync(0xffffffff, last, 0);
   if (!last) return;
   __threadfence();
-  for (int i = lane; i < M * 64; i += 32) {
-    const int m = i / 64, col = c * 64 + i % 64;
-    float sum = bias ? bias[col] : 0.f;
-    for (int k2 = 0; k2 < ksplit; k2++) sum += __ldcg(partial + ((long long)k2 * M + m) * N + col);
-    y[(long long)m * N + col] = sum;
+  // the last warp: y[m, chunk] = bias + Σ_k2 partial[k2, m, chunk], two columns per lane, 8 loads in flight
+  for (int m = 0; m < M; m++) {
+    const int col = c * 64 + 2 * lane;
+    float2 sum = bias ? make_float2(bias[col], bias[col + 1]) : make_float2(0.f, 0.f);
+    int k2 = 0;
+    for (; k2 + 8 <= ksplit; k2 += 8) {
+      float2 v[8];
+#pragma unroll
+      for (int u = 0; u < 8; u++) v[u] = __ldcg(reinterpret_cast<const float2*>(partial + ((long long)(k2 + u) * M + m) * N + col));
+#pragma unroll
+      for (int u = 0; u < 8; u++) { sum.x += v[u].x; sum.y += v[u].y; }
+    }
+    for (; k2 < ksplit; k2++) {
+      const float2 v = __ldcg(reinterpret_cast<const float2*>(partial + ((long long)k2 * M + m) * N + col));
+      sum.x += v.x; sum.y += v.y;
+    }
+    *reinterpret_cast<float2*>(y + (long long)m * N + col) = sum;
   }
   if (lane == 0) counters[c] = 0;
 }
@@ -228,14 +252,14 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1 && M <= 64, "matmul4: M = %d outside 1..64", M);
   const int N64 = N / 64, K16 = K / 16;
-  // about 32 warps per multiprocessor in flight, each over >= 8 k16 steps (a multiple of the load depth)
-  const long long want = (long long)sm_count() * 32;
+  // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
+  const long long want = (long long)sm_count() * 12;
   int ksplit = (int)((want + N64 - 1) / N64);
   ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
   int kpw = (K16 + ksplit - 1) / ksplit;
-  kpw = kpw < 8 ? 8 : (kpw + 3) / 4 * 4;
+  kpw = kpw < 16 ? 16 : (kpw + 3) / 4 * 4;
   const int mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
-  const int maxk = (48 * 1024 / (M * 2) - 8) / 16 / 4 * 4;  // shared memory for x: M rows of kpw·16 + 8 halves
+  const int maxk = (64 * 1024 / (M * 2) - 8) / 16 / 4 * 4;  // shared memory for x: M rows of kpw·16 + 8 halves
   if (kpw > maxk) kpw = maxk < 4 ? 4 : maxk;
   ksplit = (K16 + kpw - 1) / kpw;
   // per-chunk arrival counters live across calls (each call leaves them at zero); partial sums are scratch
@@ -250,7 +274,14 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   }
   float* workspace = (float*)gq::scratch(sizeof(float) * (size_t)ksplit * M * N);
   if (!workspace) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory for %d partial sums", ksplit);
-  const size_t smem = (size_t)M * (kpw * 16 + 8) * sizeof(__half);
+  const size_t smem = sizeof(QmRing) * QM_WARPS + (size_t)M * (kpw * 16 + 8) * sizeof(__half);
+  static bool opted = false;
+  if (!opted) {
+    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    opted = true;
+  }
   dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
   const uint4* pk = reinterpret_cast<const uint4*>(packed);
   if (mt == 1) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
