@@ -98,9 +98,12 @@ template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.as
 #define QM_DEPTH 8
 // Block: QM_WARPS warps over consecutive 64-column chunks, one k range (blockIdx.y). x rows [0, M) of that
 // k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp streams its
-// weights through a QM_DEPTH-stage cp.async ring in shared memory (group scales/zeros ride along when a
-// group starts), accumulates MT·16 rows x 64 columns in registers, writes a partial sum; the last warp of a
-// column chunk to finish (a counter per chunk) adds the partials and the bias, writes y, and resets the counter.
+// weights through a QM_DEPTH-stage cp.async ring in shared memory (a group's scale/zero pairs ride along
+// when the group starts). B fragments are the exact small integers q − zero in fp16: nibbles become
+// 1024 + q (or 1024 + 16q) by OR-ing an exponent, and one HSUB2 (or HFMA2 by 1/16) removes 1024 + zero.
+// The mma sums a group in fp32; the group's scale multiplies that sum once. Each warp then writes its
+// partial sums; the last warp of a column chunk to finish (a counter per chunk) adds the partials and the
+// bias, writes y, and resets the counter for the next call.
 struct QmRing {
   uint4 w[QM_DEPTH][32];             // one k16 step of weights per lane per stage
   unsigned int sz[QM_DEPTH][8][8];   // (scale, 1024 + zero) half2 of the 8 tiles' columns, per gid
@@ -113,27 +116,28 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
   QmRing* rings = reinterpret_cast<QmRing*>(smem);
   __half* xs = reinterpret_cast<__half*>(smem + sizeof(QmRing) * QM_WARPS);  // [M][kpw·16 + 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int N64 = N / 64, K16 = K / 16;
+  const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
   const int ks = blockIdx.y;
   const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
   const int c = blockIdx.x * QM_WARPS + warp;
   const int gid = lane >> 2, t = lane & 3;
   QmRing& ring = rings[warp];
   const uint4* src = packed + ((long long)c * K16) * 32 + lane;
+  const unsigned int* szc = sz + ((long long)c * 8 + gid) * 8 + 2 * t;  // + group·N64·64
   const bool live = c < N64;
-  // stage the weights (and, at group starts, the group's scale/zero pairs) of k16 step s into ring slot i
-  auto issue = [&](int s, int i) {
-    if (live && s < s1) {
-      cp_async16(&ring.w[i][lane], src + (long long)s * 32);
-      if ((s * 16) % gs == 0 || s == s0) {
-        const unsigned int* p = sz + (((long long)((s * 16) / gs) * N64 + c) * 8 + gid) * 8 + 2 * t;
-        cp_async8(&ring.sz[i][gid][2 * t], p);
-      }
+  // issue side: k16 step si goes to ring slot (si − s0) % QM_DEPTH; gi = position of si inside its group
+  int si = s0, gi = s0 % gs16;
+  auto issue = [&](int slot) {
+    if (live && si < s1) {
+      cp_async16(&ring.w[slot][lane], src + (long long)si * 32);
+      if (gi == 0 || si == s0) cp_async8(&ring.sz[slot][gid][2 * t], szc + (long long)(si / gs16) * N64 * 64);
     }
     cp_commit();
+    si++;
+    if (++gi == gs16) gi = 0;
   };
 #pragma unroll
-  for (int i = 0; i < QM_DEPTH - 1; i++) issue(s0 + i, i);
+  for (int i = 0; i < QM_DEPTH - 1; i++) issue(i);
   const int kl = (s1 - s0) * 16, stride = kpw * 16 + 8;
   for (int i = threadIdx.x; i < M * kl; i += blockDim.x) {
     const int m = i / kl, kk = i % kl, k = s0 * 16 + kk;
@@ -141,53 +145,91 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
   }
   __syncthreads();
   if (!live) return;
-  float acc[MT][8][4];
+  float acc[MT][8][4], accg[MT][8][4];
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-    for (int i = 0; i < 8; i++) acc[mt][i][0] = acc[mt][i][1] = acc[mt][i][2] = acc[mt][i][3] = 0.f;
-  unsigned int S[8], Z[8];
-  for (int s = s0; s < s1; s++) {
-    const int slot = (s - s0) % QM_DEPTH;
-    issue(s + QM_DEPTH - 1, (s - s0 + QM_DEPTH - 1) % QM_DEPTH);
-    cp_wait<QM_DEPTH - 1>();
-    __syncwarp();
-    const uint4 q = ring.w[slot][lane];
-    if ((s * 16) % gs == 0 || s == s0) {
+    for (int i = 0; i < 8; i++)
 #pragma unroll
-      for (int i = 0; i < 8; i++) {
-        unsigned int v = ring.sz[slot][gid][i];
-        __half2 h = *reinterpret_cast<__half2*>(&v);
-        __half2 sc = __low2half2(h), zz = __high2half2(h);
-        S[i] = *reinterpret_cast<unsigned int*>(&sc);
-        Z[i] = *reinterpret_cast<unsigned int*>(&zz);
+      for (int j = 0; j < 4; j++) acc[mt][i][j] = accg[mt][i][j] = 0.f;
+  float S[8];
+  unsigned int Z[8], Z16[8];
+  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
+  int gp = s0 % gs16;  // process side position inside the group
+  const bool two = M > MT * 16 - 8;  // rows g + 8 of the last m16 tile are live
+  for (int sb = s0; sb < s1; sb += QM_DEPTH) {
+#pragma unroll
+    for (int u = 0; u < QM_DEPTH; u++) {
+      const int s = sb + u;
+      if (s < s1) {
+        issue((u + QM_DEPTH - 1) % QM_DEPTH);
+        cp_wait<QM_DEPTH - 1>();
+        __syncwarp();
+        const uint4 q = ring.w[u][lane];
+        if (gp == 0 || s == s0) {
+          if (s != s0) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+              for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) { acc[mt][i][j] += S[i] * accg[mt][i][j]; accg[mt][i][j] = 0.f; }
+          }
+#pragma unroll
+          for (int i = 0; i < 8; i++) {
+            const unsigned int v = ring.sz[u][gid][i];
+            const __half2 h = *reinterpret_cast<const __half2*>(&v);
+            S[i] = __low2float(h);
+            const __half2 zz = __high2half2(h);                                  // 1024 + z
+            const __half2 z16 = __hneg2(__hsub2(zz, __float2half2_rn(960.f)));  // −(64 + z)
+            Z[i] = *reinterpret_cast<const unsigned int*>(&zz);
+            Z16[i] = *reinterpret_cast<const unsigned int*>(&z16);
+          }
+        }
+        if (++gp == gs16) gp = 0;
+        const int kk = (s - s0) * 16 + 2 * t;
+        unsigned int a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const int r0 = mt * 16 + gid, r1 = r0 + 8;
+          a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
+          a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
+          a[mt][1] = (mt < MT - 1 || two) && r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
+          a[mt][3] = (mt < MT - 1 || two) && r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
+        }
+        const unsigned int qs[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const int ta = 2 * j, tb = 2 * j + 1;
+          const unsigned int hi = qs[j] >> 8;
+          unsigned int b[4];
+          {
+            unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
+            unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
+            __half2 r0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[ta]));
+            __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[ta]));
+            __half2 r2 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[tb]));
+            __half2 r3 = __hfma2(*reinterpret_cast<__half2*>(&h3), inv16, *reinterpret_cast<const __half2*>(&Z16[tb]));
+            b[0] = *reinterpret_cast<unsigned int*>(&r0); b[1] = *reinterpret_cast<unsigned int*>(&r1);
+            b[2] = *reinterpret_cast<unsigned int*>(&r2); b[3] = *reinterpret_cast<unsigned int*>(&r3);
+          }
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816(accg[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b[0], b[1]);
+            mma16816(accg[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b[2], b[3]);
+          }
+        }
+        __syncwarp();
       }
     }
-    const int kk = (s - s0) * 16 + 2 * t;
-    unsigned int a[MT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-      const int r0 = mt * 16 + gid, r1 = r0 + 8;
-      a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
-      a[mt][1] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
-      a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
-      a[mt][3] = r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
-    }
-    const unsigned int qs[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const int ta = 2 * j, tb = 2 * j + 1;
-      const unsigned int ba0 = dq2(qs[j], Z[ta], S[ta]), ba1 = dq2(qs[j] >> 4, Z[ta], S[ta]);
-      const unsigned int bb0 = dq2(qs[j] >> 8, Z[tb], S[tb]), bb1 = dq2(qs[j] >> 12, Z[tb], S[tb]);
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++) {
-        mma16816(acc[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], ba0, ba1);
-        mma16816(acc[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bb0, bb1);
-      }
-    }
-    __syncwarp();
   }
   cp_wait<0>();
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) acc[mt][i][j] += S[i] * accg[mt][i][j];
   // partial sums -> workspace [ksplit][M][N]
   float* part = partial + (long long)ks * M * N;
 #pragma unroll
@@ -250,18 +292,14 @@ int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, co
 int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
-  GQ_ARG(M >= 1 && M <= 64, "matmul4: M = %d outside 1..64", M);
+  GQ_ARG(M >= 1, "matmul4: M = %d", M);
+  static bool opted = false;
+  if (!opted) {
+    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
+    opted = true;
+  }
   const int N64 = N / 64, K16 = K / 16;
-  // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
-  const long long want = (long long)sm_count() * 12;
-  int ksplit = (int)((want + N64 - 1) / N64);
-  ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
-  int kpw = (K16 + ksplit - 1) / ksplit;
-  kpw = kpw < 16 ? 16 : (kpw + 3) / 4 * 4;
-  const int mt = M <= 16 ? 1 : M <= 32 ? 2 : 4;
-  const int maxk = (64 * 1024 / (M * 2) - 8) / 16 / 4 * 4;  // shared memory for x: M rows of kpw·16 + 8 halves
-  if (kpw > maxk) kpw = maxk < 4 ? 4 : maxk;
-  ksplit = (K16 + kpw - 1) / kpw;
   // per-chunk arrival counters live across calls (each call leaves them at zero); partial sums are scratch
   static int* counters = nullptr;
   static int counters_len = 0;
@@ -272,23 +310,29 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     GQ_CUDA(cudaMemsetAsync(counters, 0, sizeof(int) * N64, gq::stream));
     counters_len = N64;
   }
-  float* workspace = (float*)gq::scratch(sizeof(float) * (size_t)ksplit * M * N);
-  if (!workspace) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory for %d partial sums", ksplit);
-  const size_t smem = sizeof(QmRing) * QM_WARPS + (size_t)M * (kpw * 16 + 8) * sizeof(__half);
-  static bool opted = false;
-  if (!opted) {
-    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
-    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
-    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
-    opted = true;
+  for (int m0 = 0; m0 < M; m0 += 32) {
+    const int mm = M - m0 < 32 ? M - m0 : 32;
+    // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
+    const long long want = (long long)sm_count() * 12;
+    int ksplit = (int)((want + N64 - 1) / N64);
+    ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
+    int kpw = (K16 + ksplit - 1) / ksplit;
+    kpw = kpw < 16 ? 16 : (kpw + QM_DEPTH - 1) / QM_DEPTH * QM_DEPTH;
+    const int maxk = (64 * 1024 / (mm * 2) - 8) / 16 / QM_DEPTH * QM_DEPTH;  // shared memory for x
+    if (kpw > maxk) kpw = maxk;
+    ksplit = (K16 + kpw - 1) / kpw;
+    float* workspace = (float*)gq::scratch(sizeof(float) * (size_t)ksplit * mm * N);
+    if (!workspace) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory for %d partial sums", ksplit);
+    const size_t smem = sizeof(QmRing) * QM_WARPS + (size_t)mm * (kpw * 16 + 8) * sizeof(__half);
+    dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
+    const uint4* pk = reinterpret_cast<const uint4*>(packed);
+    float* yy = y + (long long)m0 * N;
+    const float* xx = x + (long long)m0 * K;
+    if (mm <= 16) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, workspace, counters, mm, K, N, gs, kpw, ksplit);
+    else qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, workspace, counters, mm, K, N, gs, kpw, ksplit);
+    gq::release(workspace);
+    GQ_LAUNCHED("matmul4");
   }
-  dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
-  const uint4* pk = reinterpret_cast<const uint4*>(packed);
-  if (mt == 1) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
-  else if (mt == 2) qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
-  else qm4_kernel<4><<<grid, QM_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, kpw, ksplit);
-  gq::release(workspace);
-  GQ_LAUNCHED("matmul4");
   return GQ_OK;
 }
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros, const int* g_idx, const float* bias, int M, int K, int N, int bits) {

@@ -1,5 +1,5 @@
 // End to end on every GPU backend against the CPU backend: perplexity, greedy generation, and a whole
-// GPTQ quantization (packed tensors and perplexity). GPTQ_E2E_MODEL overrides the model quantized.
+// GPTQ quantization (codes, losses and perplexity). GPTQ_E2E_MODEL overrides the model quantized.
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,16 +30,16 @@ for (const b of backends) {
       const ids = await generateIds(m, Int32Array.of(1), { maxNewTokens: 64, stopAtEos: false });
       expect(ids.slice(0, ref.greedy_from_bos.token_ids.length)).toEqual(ref.greedy_from_bos.token_ids);
     });
-    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw") || !E2E)(`quantize ${E2E.split("/").pop()}: packed tensors agree with the CPU backend's, perplexity within 0.5%`, async () => {
+    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw"))(`quantize ${E2E.split("/").pop()}: same codes where inputs agree, same losses, perplexity within 0.5%`, async () => {
       const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));
       const o = { dataset: join(DATA, "wikitext-2-raw", "wiki.valid.raw"), nsamples: 32, seqlen: 256, bits: 4, groupSize: 128, progress: false };
       const rg = await quantize(E2E, { ...o, out: join(root, "gpu"), backend: b.backend! });
       const rc = await quantize(E2E, { ...o, out: join(root, "cpu"), backend: "cpu" });
       expect(rg.backend).toBe(b.name);
       // GPTQ is chaotic: a 1e-6 difference in a layer's inputs (attention, norms computed in another order) flips
-      // some rounding decisions, whose error feedback then moves later codes, and later layers see those. So:
-      // where the inputs are the same up to rounding (layer 0's q/k/v), the codes must agree but for rare flips;
-      // everywhere, the quantization must be as good (per-module loss) and the model as good (perplexity).
+      // some rounding decisions, whose error feedback moves later codes, and later layers see those. So: where
+      // the inputs agree up to rounding (layer 0's q/k/v), the codes must agree but for rare flips at near-ties;
+      // everywhere, the quantization must be as good (per-module loss) and so must the model (perplexity).
       rg.modules.forEach((m, i) => expect(Math.abs(m.loss / rc.modules[i]!.loss - 1)).toBeLessThan(0.03));
       const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
       for (const lin of ["q_proj", "k_proj", "v_proj"]) {
@@ -51,44 +51,11 @@ for (const b of backends) {
         console.log(`${b.name}: layer 0 ${lin}: ${((100 * same) / a.length).toFixed(3)}% of codes agree with the CPU backend's`);
         expect(same / a.length).toBeGreaterThan(0.995);
       }
-      const text = readDatasetText(join(DATA, "tinystories", "tinystories_val_excerpt.txt"));
-      const opts = { seqlen: 256, maxWindows: 40, progress: false };
-      const g = await evaluate(await loadModel(STORIES, { backend: b.backend! }), text, opts);
-      const c = await evaluate(await loadModel(STORIES, { backend: "cpu" }), text, opts);
-      expect(g.backend).toBe(b.name);
-      expect(Math.abs(g.perplexity / c.perplexity - 1)).toBeLessThan(0.002);
-    });
-    test.skipIf(!has("stories260K", "reference_outputs.json"))("greedy generation from BOS gives the reference ids (KV cache on the GPU)", async () => {
-      const ref = JSON.parse(readFileSync(join(DATA, "stories260K", "reference_outputs.json"), "utf8"));
-      const m = await loadModel(STORIES, { backend: b.backend! });
-      const ids = await generateIds(m, Int32Array.of(1), { maxNewTokens: 64, stopAtEos: false });
-      expect(ids.slice(0, ref.greedy_from_bos.token_ids.length)).toEqual(ref.greedy_from_bos.token_ids);
-    });
-    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw") || !E2E)(`quantize ${E2E.split("/").pop()}: packed tensors agree with the CPU backend's, perplexity within 0.5%`, async () => {
-      const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));
-      const o = { dataset: join(DATA, "wikitext-2-raw", "wiki.valid.raw"), nsamples: 32, seqlen: 256, bits: 4, groupSize: 128, progress: false };
-      const rg = await quantize(E2E, { ...o, out: join(root, "gpu"), backend: b.backend! });
-      const rc = await quantize(E2E, { ...o, out: join(root, "cpu"), backend: "cpu" });
-      expect(rg.backend).toBe(b.name);
-      // per-module losses track each other
-      rg.modules.forEach((m, i) => expect(Math.abs(m.loss / rc.modules[i]!.loss - 1)).toBeLessThan(0.05));
-      const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
-      let same = 0, total = 0;
-      for (const name of cc.names().filter((n) => n.endsWith(".qweight"))) {
-        const [w, N] = cc.info(name).shape as [number, number];
-        const K = (w * 32) / 4;
-        const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, K, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, K, N, 4);
-        for (let i = 0; i < a.length; i++) { if (a[i] === c[i]) same++; total++; }
-      }
-      // float32 on both sides: codes differ only where rounding flips at near-ties (and their error feedback).
-      // CUDA's TF32 forward (GPTQ_CUDA_TF32, default on for speed) perturbs later layers' inputs more.
-      const tf32 = b.name === "cuda" && process.env.GPTQ_CUDA_TF32 !== "0";
-      console.log(`${b.name}: ${(100 * same / total).toFixed(2)}% of codes agree with the CPU backend's${tf32 ? " (TF32 forward)" : ""}`);
-      expect(same / total).toBeGreaterThan(tf32 ? 0.8 : 0.95);
       const text = readDatasetText(join(DATA, has("gutenberg", "eval.txt") ? "gutenberg/eval.txt" : "tinystories/tinystories_val_excerpt.txt"));
       const ev = { seqlen: 256, maxWindows: 20, progress: false };
       const pg = (await evaluate(await loadModel(join(root, "gpu"), { backend: b.backend! }), text, ev)).perplexity;
       const pc = (await evaluate(await loadModel(join(root, "cpu"), { backend: "cpu" }), text, ev)).perplexity;
+      console.log(`${b.name}: perplexity ${pg.toFixed(3)} (quantized and evaluated on ${b.name}) vs ${pc.toFixed(3)} (cpu)`);
       expect(Math.abs(pg / pc - 1)).toBeLessThan(0.005);
     });
   });
