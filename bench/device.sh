@@ -49,7 +49,7 @@ for s in $stages; do
     log quant7b: generating weights
     python3 bench/make_llama7b.py $T/llama7b $T/data/../gutenberg-2l 2>&1 | tail -2
     log quant7b: quantizing
-    bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 " | tail -5
+    GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
     grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21 ;;
   decode7b)
     log decode7b

@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
     for (int i = 0; i < 8; i++)
 #pragma unroll
       for (int j = 0; j < 4; j++) acc[mt][i][j] = accg[mt][i][j] = 0.f;
-  float S[8];
+  float S[16];  // [0..7]: column 2t of each tile, [8..15]: column 2t + 1
   unsigned int Z[8], Z16[8];
   const __half2 inv16 = __float2half2_rn(1.f / 16.f);
   int gp = s0 % gs16;  // process side position inside the group
@@ -173,13 +173,16 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 #pragma unroll
               for (int i = 0; i < 8; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) { acc[mt][i][j] += S[i] * accg[mt][i][j]; accg[mt][i][j] = 0.f; }
+                for (int j = 0; j < 4; j++) { acc[mt][i][j] += S[(j & 1) * 8 + i] * accg[mt][i][j]; accg[mt][i][j] = 0.f; }
           }
 #pragma unroll
           for (int i = 0; i < 8; i++) {
+            // scales for this lane's accumulator columns 2t, 2t+1 of tile i; zero for its B column gid
+            const unsigned int v0 = ring.sz[u][2 * t][i], v1 = ring.sz[u][2 * t + 1][i];
+            S[i] = __low2float(*reinterpret_cast<const __half2*>(&v0));
+            S[8 + i] = __low2float(*reinterpret_cast<const __half2*>(&v1));
             const unsigned int v = ring.sz[u][gid][i];
             const __half2 h = *reinterpret_cast<const __half2*>(&v);
-            S[i] = __low2float(h);
             const __half2 zz = __high2half2(h);                                  // 1024 + z
             const __half2 z16 = __hneg2(__hsub2(zz, __float2half2_rn(960.f)));  // −(64 + z)
             Z[i] = *reinterpret_cast<const unsigned int*>(&zz);
@@ -229,7 +232,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 #pragma unroll
     for (int i = 0; i < 8; i++)
 #pragma unroll
-      for (int j = 0; j < 4; j++) acc[mt][i][j] += S[i] * accg[mt][i][j];
+      for (int j = 0; j < 4; j++) acc[mt][i][j] += S[(j & 1) * 8 + i] * accg[mt][i][j];
   // partial sums -> workspace [ksplit][M][N]
   float* part = partial + (long long)ks * M * N;
 #pragma unroll
