@@ -20,14 +20,13 @@ struct Blas {
   int (*Ssyrk)(Handle, int, int, int, int, const float*, const float*, int, const float*, float*, int) = nullptr;
   int (*GemmEx)(Handle, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int, const void*, void*, int, int, int, int) = nullptr;
   int (*SetMathMode)(Handle, int) = nullptr;
+  int (*Dtrsm)(Handle, int, int, int, int, int, int, const double*, const double*, int, double*, int) = nullptr;
   int defaultMath = 0;
 };
 struct Solver {
   Handle handle = nullptr;
   int (*DpotrfBuf)(Handle, int, int, double*, int, int*) = nullptr;
   int (*Dpotrf)(Handle, int, int, double*, int, double*, int, int*) = nullptr;
-  int (*DpotriBuf)(Handle, int, int, double*, int, int*) = nullptr;
-  int (*Dpotri)(Handle, int, int, double*, int, double*, int, int*) = nullptr;
 };
 extern Blas blas;
 extern Solver solver;

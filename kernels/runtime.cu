@@ -82,7 +82,7 @@ int gq_init(int device, const char* cublas_path, const char* cusolver_path, int 
   int (*setStream)(Handle, cudaStream_t) = nullptr;
   if (!sym(lb, "cublasCreate_v2", create) || !sym(lb, "cublasSetStream_v2", setStream) || !sym(lb, "cublasSetMathMode", blas.SetMathMode) ||
       !sym(lb, "cublasSgemm_v2", blas.Sgemm) || !sym(lb, "cublasSgemmStridedBatched", blas.SgemmStridedBatched) ||
-      !sym(lb, "cublasSsyrk_v2", blas.Ssyrk) || !sym(lb, "cublasGemmEx", blas.GemmEx))
+      !sym(lb, "cublasSsyrk_v2", blas.Ssyrk) || !sym(lb, "cublasGemmEx", blas.GemmEx) || !sym(lb, "cublasDtrsm_v2", blas.Dtrsm))
     return fail(GQ_ERR_NOLIB, "%s lacks a cuBLAS symbol we need: %s", cublas_path, dlerror());
   if (create(&blas.handle) != 0) return fail(GQ_ERR_BLAS, "cublasCreate failed (is the GPU usable?)");
   setStream(blas.handle, stream);
@@ -94,8 +94,7 @@ int gq_init(int device, const char* cublas_path, const char* cusolver_path, int 
   int (*screate)(Handle*) = nullptr;
   int (*ssetStream)(Handle, cudaStream_t) = nullptr;
   if (!sym(ls, "cusolverDnCreate", screate) || !sym(ls, "cusolverDnSetStream", ssetStream) ||
-      !sym(ls, "cusolverDnDpotrf_bufferSize", solver.DpotrfBuf) || !sym(ls, "cusolverDnDpotrf", solver.Dpotrf) ||
-      !sym(ls, "cusolverDnDpotri_bufferSize", solver.DpotriBuf) || !sym(ls, "cusolverDnDpotri", solver.Dpotri))
+      !sym(ls, "cusolverDnDpotrf_bufferSize", solver.DpotrfBuf) || !sym(ls, "cusolverDnDpotrf", solver.Dpotrf))
     return fail(GQ_ERR_NOLIB, "%s lacks a cuSOLVER symbol we need: %s", cusolver_path, dlerror());
   if (screate(&solver.handle) != 0) return fail(GQ_ERR_BLAS, "cusolverDnCreate failed");
   ssetStream(solver.handle, stream);
