@@ -1,0 +1,524 @@
+/**
+ * The WebGPU backend: Dawn through bun-webgpu, one WGSL file per op in shaders/. Work is recorded into one
+ * command encoder (dispatches share a compute pass) and submitted when something is read back or after a
+ * batch of passes; uniforms are small per-dispatch buffers. Float32 throughout (weights are widened at
+ * upload); every dispatch larger than 65535 workgroups is laid out in two dimensions.
+ */
+import { createGPUInstance, globalConstructors } from "bun-webgpu";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AttentionOpts, Backend, BackendFactory, GptqBlockArgs, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts } from "../../src/backend.ts";
+import type { DType } from "../../src/dtype.ts";
+import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
+import type { Tensor } from "../../src/tensor.ts";
+import { numel, shapeStr } from "../../src/tensor.ts";
+import { BackendUnavailableError, InvalidArgumentError, NativeError, UnsupportedOpError } from "../../src/errors.ts";
+
+const { GPUBufferUsage: BU, GPUMapMode } = globalConstructors;
+const STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST;
+const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "shaders");
+const POISON = () => Boolean(process.env.GPTQ_POISON);
+
+interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
+class WebGpuTensor implements Tensor {
+  constructor(readonly backend: Backend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: WBuf) {}
+}
+interface QHandle { qweight: WBuf; zeros: WBuf; scales: WBuf; gIdx: WBuf; fast4: boolean }
+/** a uniform value: integers are u32, {f} is f32 */
+type Param = number | { f: number };
+
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu";
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private enc: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private passes = 0;
+  private temps: GPUBuffer[] = [];
+  private lost: string | null = null;
+  private error: string | null = null;
+  private readonly dummy: GPUBuffer;
+  private readonly invFreq = new WeakMap<Float32Array, WBuf>();
+  readonly maxBinding: number;
+  readonly maxBuffer: number;
+
+  constructor(private readonly dev: GPUDevice, readonly device: string, readonly info: Record<string, unknown>) {
+    this.maxBinding = dev.limits.maxStorageBufferBindingSize;
+    this.maxBuffer = dev.limits.maxBufferSize;
+    this.dummy = dev.createBuffer({ size: 16, usage: STORAGE });
+    dev.lost.then((i) => { this.lost = `${i.reason}: ${i.message}`; });
+    (dev as unknown as { onuncapturederror: ((e: { error: { message: string } }) => void) | null }).onuncapturederror = (e) => { this.error ??= e.error.message; };
+  }
+
+  // ---------------- plumbing ----------------
+  private checkAlive(): void {
+    if (this.lost) throw new NativeError(`WebGPU device lost (${this.lost}); restart the program`);
+    if (this.error) {
+      const e = this.error;
+      this.error = null;
+      throw new NativeError(`WebGPU error: ${e}`);
+    }
+  }
+  private layouts = new Map<string, GPUBindGroupLayout>();
+  private source(name: string): string {
+    // gptq_block and quant_params share quant.py's find_params (shaders/quantizer.wgsl); it reads `wt`,
+    // which the file it is prepended to declares (WGSL allows use before declaration)
+    const prefix = name === "gptq_block" || name === "quant_params" ? readFileSync(join(SHADERS, "quantizer.wgsl"), "utf8") + "\n" : "";
+    return prefix + readFileSync(join(SHADERS, `${name}.wgsl`), "utf8");
+  }
+  /** one explicit layout per shader file, from its declarations, shared by all its entry points */
+  private layout(name: string): GPUBindGroupLayout {
+    let l = this.layouts.get(name);
+    if (!l) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (const m of this.source(name).matchAll(/@binding\((\d+)\)\s+var<(\w+)(?:,\s*(\w+))?>/g)) {
+        const type = m[2] === "uniform" ? "uniform" : m[3] === "read_write" ? "storage" : "read-only-storage";
+        entries.push({ binding: Number(m[1]), visibility: globalConstructors.GPUShaderStage.COMPUTE, buffer: { type } });
+      }
+      l = this.dev.createBindGroupLayout({ entries, label: name });
+      this.layouts.set(name, l);
+    }
+    return l;
+  }
+  private pipeline(name: string, entry = "main"): GPUComputePipeline {
+    const key = `${name}:${entry}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.dev.createShaderModule({ code: this.source(name), label: name });
+      const layout = this.dev.createPipelineLayout({ bindGroupLayouts: [this.layout(name)] });
+      p = this.dev.createComputePipeline({ layout, compute: { module, entryPoint: entry }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+  private encoder(): GPUCommandEncoder {
+    return (this.enc ??= this.dev.createCommandEncoder());
+  }
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+  /** submit what is recorded */
+  flush(): void {
+    this.endPass();
+    if (this.enc) {
+      this.dev.queue.submit([this.enc.finish()]);
+      this.enc = null;
+      this.passes = 0;
+      for (const t of this.temps) t.destroy();
+      this.temps = [];
+    }
+    this.checkAlive();
+  }
+  /** workgroup counts for n items of wg threads: [x, y] within maxComputeWorkgroupsPerDimension, and x·wg */
+  private grid(n: number, wg: number): { groups: [number, number]; nx: number } {
+    const total = Math.max(1, Math.ceil(n / wg));
+    const lim = this.dev.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.min(total, lim);
+    return { groups: [x, Math.ceil(total / x)], nx: x * wg };
+  }
+  private tempBuffer(): GPUBuffer {
+    const b = this.dev.createBuffer({ size: 16, usage: STORAGE });
+    this.temps.push(b);
+    return b;
+  }
+  private uniform(params: Param[]): GPUBuffer {
+    const size = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
+    const b = this.dev.createBuffer({ size, usage: BU.UNIFORM, mappedAtCreation: true });
+    const dv = new DataView(b.getMappedRange());
+    params.forEach((v, i) => (typeof v === "number" ? dv.setUint32(i * 4, v >>> 0, true) : dv.setFloat32(i * 4, v.f, true)));
+    b.unmap();
+    this.temps.push(b);
+    return b;
+  }
+  private run(name: string, entry: string, bufs: GPUBuffer[], params: Param[], groups: [number, number?, number?]): void {
+    this.checkAlive();
+    const pipe = this.pipeline(name, entry);
+    // unused bindings get a fresh 16-byte buffer each (one shared dummy would alias a writable binding)
+    const entries: GPUBindGroupEntry[] = bufs.map((buffer, binding) => ({ binding, resource: { buffer: buffer === this.dummy ? this.tempBuffer() : buffer } }));
+    entries.push({ binding: bufs.length, resource: { buffer: this.uniform(params) } });
+    const bg = this.dev.createBindGroup({ layout: this.layout(name), entries });
+    this.pass ??= this.encoder().beginComputePass();
+    this.pass.setPipeline(pipe);
+    this.pass.setBindGroup(0, bg);
+    this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    if (++this.passes >= 256) this.flush();
+  }
+  private alloc(bytes: number, what = "tensor"): WBuf {
+    const size = Math.max(16, Math.ceil(bytes / 4) * 4);
+    if (size > this.maxBuffer || size > this.maxBinding) {
+      throw new UnsupportedOpError(`webgpu: a ${what} of ${(bytes / 2 ** 20).toFixed(1)} MiB exceeds this adapter's storage binding limit of ${(Math.min(this.maxBuffer, this.maxBinding) / 2 ** 20).toFixed(0)} MiB; use smaller batches (--nsamples/--seqlen) or the cuda/cpu backend`);
+    }
+    return { buf: this.dev.createBuffer({ size, usage: STORAGE }), bytes, freed: false };
+  }
+  private wrap(shape: readonly number[], dtype: DType, b: WBuf): Tensor {
+    return new WebGpuTensor(this, [...shape], dtype, b);
+  }
+  private b(t: Tensor): GPUBuffer {
+    const h = t.handle as WBuf;
+    if (h.freed) throw new InvalidArgumentError(`webgpu: tensor ${shapeStr(t.shape)} used after free`);
+    return h.buf;
+  }
+  private hostBuf(data: ArrayBufferView, what = "tensor"): WBuf {
+    const w = this.alloc(data.byteLength, what);
+    if (data.byteLength) this.dev.queue.writeBuffer(w.buf, 0, data.buffer, data.byteOffset, Math.ceil(data.byteLength / 4) * 4 === data.byteLength ? data.byteLength : data.byteLength);
+    return w;
+  }
+  private out(shape: readonly number[], dtype: DType = "f32"): Tensor {
+    return this.empty(shape, dtype);
+  }
+  private release(w: WBuf): void {
+    if (w.freed) return;
+    w.freed = true;
+    this.temps.push(w.buf); // destroyed after the next submit, which may still use it
+  }
+
+  // ---------------- memory ----------------
+  upload(data: HostArray, shape: readonly number[], dtype: DType): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) throw new InvalidArgumentError(`upload: data has ${data.length} elements, shape ${shapeStr(shape)} needs ${n}`);
+    let host: ArrayBufferView;
+    if (dtype === "f16") host = f16ToF32Array(data as Uint16Array);
+    else if (dtype === "bf16") host = bf16ToF32Array(data as Uint16Array);
+    else if (dtype === "u8") host = Uint32Array.from(data as Uint8Array);
+    else host = data;
+    return this.wrap(shape, dtype, this.hostBuf(host));
+  }
+  zeros(shape: readonly number[], dtype: DType): Tensor {
+    return this.wrap(shape, dtype, this.alloc(numel(shape) * 4)); // WebGPU buffers start zeroed
+  }
+  empty(shape: readonly number[], dtype: DType): Tensor {
+    const b = this.alloc(numel(shape) * 4);
+    if (POISON() && numel(shape)) this.dev.queue.writeBuffer(b.buf, 0, new Uint32Array(numel(shape)).fill(0xffffffff));
+    return this.wrap(shape, dtype, b);
+  }
+  private async readBuf(buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    this.endPass();
+    const rd = this.dev.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage: BU.MAP_READ | BU.COPY_DST });
+    this.encoder().copyBufferToBuffer(buf, 0, rd, 0, Math.ceil(bytes / 4) * 4);
+    this.flush();
+    await rd.mapAsync(GPUMapMode.READ);
+    const out = rd.getMappedRange().slice(0, bytes);
+    rd.unmap();
+    rd.destroy();
+    this.checkAlive();
+    return out;
+  }
+  async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
+    const n = numel(t.shape);
+    if (n === 0) return t.dtype === "i32" ? new Int32Array(0) : t.dtype === "u8" ? new Uint8Array(0) : new Float32Array(0);
+    const raw = await this.readBuf(this.b(t), n * 4);
+    if (t.dtype === "i32") return new Int32Array(raw);
+    if (t.dtype === "u8") return Uint8Array.from(new Uint32Array(raw));
+    return new Float32Array(raw);
+  }
+  copy(t: Tensor): Tensor {
+    const h = t.handle as WBuf;
+    const w = this.alloc(h.bytes);
+    this.endPass();
+    this.encoder().copyBufferToBuffer(this.b(t), 0, w.buf, 0, Math.ceil(h.bytes / 4) * 4);
+    return this.wrap(t.shape, t.dtype, w);
+  }
+  free(t: Tensor | QuantWeight): void {
+    if (t instanceof WebGpuTensor) this.release(t.handle);
+    else if ((t as QuantWeight)?.handle) {
+      const h = (t as QuantWeight).handle as QHandle;
+      for (const w of [h.qweight, h.zeros, h.scales, h.gIdx]) this.release(w);
+    }
+  }
+  async sync(): Promise<void> {
+    this.flush();
+    await this.dev.queue.onSubmittedWorkDone();
+    this.checkAlive();
+  }
+
+  // ---------------- decoder primitives ----------------
+  /** C = alpha·A·B + beta·C over strided views (shaders/matmul.wgsl) */
+  gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer }): void {
+    if (o.M === 0 || o.N === 0) return;
+    this.run("matmul", "main", [o.A, o.B, o.C, o.bias ?? this.dummy],
+      [o.M, o.N, o.K, o.aOff ?? 0, o.sam, o.sak, o.bOff ?? 0, o.sbk, o.sbn, o.cOff ?? 0, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0],
+      [Math.ceil(o.N / 16), Math.ceil(o.M / 16)]);
+  }
+  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+    const K = x.shape[x.shape.length - 1]!;
+    const M = numel(x.shape) / K;
+    const [N, K2] = w.shape as [number, number];
+    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const y = this.out([M, N]);
+    this.gemm({ M, N, K, A: this.b(x), sam: K, sak: 1, B: this.b(w), sbk: 1, sbn: K, C: this.b(y), ldc: N, bias: bias ? this.b(bias) : undefined });
+    return y;
+  }
+  embedding(ids: Int32Array, table: Tensor): Tensor {
+    const [V, H] = table.shape as [number, number];
+    for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
+    const idb = this.hostBuf(ids);
+    const y = this.out([ids.length, H]);
+    const g = this.grid(ids.length * H, 256);
+    this.run("embedding", "main", [this.b(table), idb.buf, this.b(y)], [ids.length, H, g.nx], g.groups);
+    this.release(idb);
+    return y;
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    const H = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / H;
+    const y = this.out([T, H]);
+    const g = this.grid(T, 1);
+    this.run("rms_norm", "main", [this.b(x), this.b(w), this.b(y)], [H, { f: eps }, g.nx], g.groups);
+    return y;
+  }
+  rope(x: Tensor, o: RopeOpts): void {
+    let inv = this.invFreq.get(o.invFreq);
+    if (!inv) this.invFreq.set(o.invFreq, (inv = this.hostBuf(o.invFreq)));
+    const T = numel(x.shape) / (o.heads * o.headDim);
+    const g = this.grid((T * o.heads * o.headDim) / 2, 256);
+    this.run("rope", "main", [this.b(x), inv.buf], [T, o.heads, o.headDim, o.pos0, o.seqLen ?? T, { f: o.scale }, g.nx], g.groups);
+  }
+  writeRows(dst: Tensor, src: Tensor, row0: number): void {
+    const C = dst.shape[1]!;
+    const n = numel(src.shape);
+    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    this.endPass();
+    this.encoder().copyBufferToBuffer(this.b(src), 0, this.b(dst), row0 * C * 4, n * 4);
+  }
+  attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
+    if (o.headDim > 256) throw new UnsupportedOpError(`webgpu attention: head_dim ${o.headDim} > 256 is not supported`);
+    const T = numel(q.shape) / (o.heads * o.headDim);
+    const seq = o.seqLen ?? T;
+    if (T % seq !== 0 || (o.seqLen && o.seqLen !== T && o.pos0 !== 0)) throw new InvalidArgumentError(`attention: ${T} rows do not split into sequences of ${seq} (pos0 must be 0 for several sequences)`);
+    const y = this.out([T, o.heads * o.headDim]);
+    const g = this.grid(T * o.heads, 1);
+    this.run("attention", "main", [this.b(q), this.b(k), this.b(v), this.b(y)], [T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim, { f: 1 / Math.sqrt(o.headDim) }, g.nx], g.groups);
+    return y;
+  }
+  private elementwise(name: string, a: Tensor, b: Tensor): Tensor {
+    if (numel(a.shape) !== numel(b.shape)) throw new InvalidArgumentError(`${name}: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
+    const y = this.out(a.shape);
+    const n = numel(a.shape);
+    const g = this.grid(n, 256);
+    this.run(name, "main", [this.b(a), this.b(b), this.b(y)], [n, g.nx], g.groups);
+    return y;
+  }
+  siluMul(g: Tensor, u: Tensor): Tensor {
+    return this.elementwise("silu_mul", g, u);
+  }
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.elementwise("add", a, b);
+  }
+  logSoftmax(x: Tensor): Tensor {
+    const V = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / V;
+    const y = this.out(x.shape);
+    const g = this.grid(T, 1);
+    this.run("log_softmax", "main", [this.b(x), this.dummy, this.b(y)], [V, g.nx], g.groups);
+    return y;
+  }
+  async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
+    const V = logits.shape[logits.shape.length - 1]!;
+    const T = numel(logits.shape) / V;
+    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const tb = this.hostBuf(targets);
+    const ob = this.alloc(T * 4);
+    const g = this.grid(T, 1);
+    this.run("log_softmax", "nll", [this.b(logits), tb.buf, ob.buf], [V, g.nx], g.groups);
+    const r = Float64Array.from(new Float32Array(await this.readBuf(ob.buf, T * 4)));
+    this.release(tb);
+    this.release(ob);
+    return r;
+  }
+
+  // ---------------- GPTQ ----------------
+  hessianAccumulate(h: Tensor, x: Tensor): void {
+    const K = h.shape[0]!;
+    const T = numel(x.shape) / K;
+    // H [K, K] += xᵀx: A(m, t) = x[t, m], B(t, n) = x[t, n]
+    this.gemm({ M: K, N: K, K: T, A: this.b(x), sam: 1, sak: K, B: this.b(x), sbk: K, sbn: 1, C: this.b(h), ldc: K, beta: 1 });
+  }
+  scale(t: Tensor, s: number): void {
+    const n = numel(t.shape);
+    const g = this.grid(n, 256);
+    this.run("scale", "main", [this.b(t)], [n, { f: s }, g.nx], g.groups);
+  }
+  async diagonal(h: Tensor): Promise<Float32Array> {
+    const n = h.shape[0]!;
+    const d = this.alloc(n * 4);
+    this.run("diagonal", "main", [this.b(h), d.buf], [n], [Math.ceil(n / 256)]);
+    const r = new Float32Array(await this.readBuf(d.buf, n * 4));
+    this.release(d);
+    return r;
+  }
+  gptqPrepare(w: Tensor, h: Tensor | null): Tensor {
+    const [rows, cols] = w.shape as [number, number];
+    const dead = this.alloc(cols * 4);
+    const wt = this.out([cols, rows]);
+    const g = this.grid(rows * cols, 256);
+    if (h) this.run("gptq_prepare", "mark_dead", [this.b(w), this.b(h), dead.buf, this.b(wt)], [rows, cols, g.nx], [Math.ceil(cols / 256)]);
+    this.run("gptq_prepare", "transpose", [this.b(w), this.dummy, dead.buf, this.b(wt)], [rows, cols, g.nx], g.groups);
+    this.release(dead);
+    return wt;
+  }
+  quantParams(a: { wt: Tensor; c0: number; n: number; g: number; scales: Tensor; zeros: Tensor; cfg: QuantParamsCfg }): void {
+    const rows = a.wt.shape[1]!;
+    this.run("quant_params", "main", [this.b(a.wt), this.b(a.scales), this.b(a.zeros)], [rows, a.c0, a.n, a.g, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0], [Math.ceil(rows / 64)]);
+  }
+  gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor } {
+    const [cols, rows] = wt.shape as [number, number];
+    const w2 = this.out([cols, rows]), h2 = this.out([cols, cols]);
+    let g = this.grid(rows * cols, 256);
+    this.run("gptq_permute", "rows", [this.b(wt), this.b(perm), this.b(w2)], [rows, cols, g.nx], g.groups);
+    g = this.grid(cols * cols, 256);
+    this.run("gptq_permute", "sym", [this.b(h), this.b(perm), this.b(h2)], [rows, cols, g.nx], g.groups);
+    return { wt: w2, h: h2 };
+  }
+  async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
+    const n = h.shape[0]!;
+    const a = this.alloc(n * n * 4, "Cholesky work matrix"), x = this.alloc(n * n * 4, "Cholesky work matrix"), st = this.alloc(4);
+    const g = this.grid(n * n, 256);
+    const bufs = [a.buf, x.buf, this.b(h), st.buf];
+    const params: Param[] = [n, { f: damp }, g.nx];
+    this.run("cholesky_inverse_upper", "reverse_damp", bufs, params, g.groups);
+    this.run("cholesky_inverse_upper", "factor", bufs, params, [1]);
+    this.run("cholesky_inverse_upper", "tri_inverse", bufs, params, [1]);
+    this.run("cholesky_inverse_upper", "unreverse", bufs, params, g.groups);
+    const status = new Uint32Array(await this.readBuf(st.buf, 4))[0];
+    for (const w of [a, x, st]) this.release(w);
+    return status === 0;
+  }
+  gptqBlock(a: GptqBlockArgs): void {
+    const [cols, rows] = a.wt.shape as [number, number];
+    if (a.i2 - a.i1 > 128) throw new UnsupportedOpError(`webgpu gptq_block: blocks of at most 128 columns (got ${a.i2 - a.i1})`);
+    this.run("gptq_block", "main", [this.b(a.wt), this.b(a.hinv), this.b(a.codes), this.b(a.err), this.b(a.loss), this.b(a.scales), this.b(a.zeros), this.b(a.groupOfCol)],
+      [rows, cols, a.i1, a.i2, a.groupSize, a.staticGroups ? 1 : 0, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0], [Math.ceil(rows / 64)]);
+  }
+  gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void {
+    const [cols, rows] = wt.shape as [number, number];
+    if (i2 >= cols) return;
+    // Wt[i2:, :] -= Hinv[i1:i2, i2:]ᵀ · err: A(m, k) = Hinv[i1 + k, i2 + m], B(k, n) = err[k, n]
+    this.gemm({ M: cols - i2, N: rows, K: i2 - i1, A: this.b(hinv), aOff: i1 * cols + i2, sam: 1, sak: cols, B: this.b(err), sbk: rows, sbn: 1, C: this.b(wt), cOff: i2 * rows, ldc: rows, alpha: -1, beta: 1 });
+  }
+  gptqFinish(wtq: Tensor, codes: Tensor, perm: Tensor | null, bits: number): { w: Tensor; qweight: Tensor } {
+    const [cols, rows] = wtq.shape as [number, number];
+    const words = Math.ceil(cols / 32) * bits;
+    const w = this.out([rows, cols]);
+    const qweight = this.out([words, rows], "i32");
+    const ident = perm ? null : this.hostBuf(Int32Array.from({ length: cols }, (_, i) => i));
+    const pb = perm ? this.b(perm) : ident!.buf;
+    const inv = this.alloc(cols * 4);
+    const bufs = [this.b(wtq), this.b(codes), pb, inv.buf, this.b(w), this.b(qweight)];
+    let g = this.grid(rows * cols, 256);
+    this.run("gptq_finish", "invert", bufs, [rows, cols, bits, words, g.nx], [Math.ceil(cols / 256)]);
+    this.run("gptq_finish", "weight", bufs, [rows, cols, bits, words, g.nx], g.groups);
+    g = this.grid(words * rows, 256);
+    this.run("gptq_finish", "pack", bufs, [rows, cols, bits, words, g.nx], g.groups);
+    this.release(inv);
+    if (ident) this.release(ident);
+    return { w, qweight };
+  }
+
+  // ---------------- packed int matmul ----------------
+  prepareQuantWeight(s: QuantWeightSpec): QuantWeight {
+    const { inFeatures: K, outFeatures: N, bits, groups: G } = s;
+    const h: QHandle = {
+      qweight: this.hostBuf(s.qweight, "qweight"), scales: this.hostBuf(s.scales, "scales"), gIdx: this.hostBuf(s.gIdx, "g_idx"),
+      zeros: this.alloc(G * N * 4, "zeros"), fast4: false,
+    };
+    const qz = this.hostBuf(s.qzeros, "qzeros");
+    const g = this.grid(G * N, 256);
+    this.run("quant_matmul", "unpack_zeros", [this.dummy, qz.buf, this.dummy, h.zeros.buf, this.dummy, this.dummy, this.dummy], [0, K, N, bits, G, s.zeroOffset, 0, 0, 0, 0, g.nx], g.groups);
+    this.release(qz);
+    // the 4-bit kernel needs groups constant over each int32 row of 8 inputs, in order
+    const gs = G > 1 ? Math.ceil(K / G) : K;
+    h.fast4 = bits === 4 && K % 8 === 0 && gs % 8 === 0 && s.gIdx.every((v, k) => v === Math.floor(k / gs));
+    const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;
+    return { backend: this, spec: { ...spec }, handle: { ...h, gs } };
+  }
+  quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
+    const h = w.handle as QHandle & { gs: number };
+    const { inFeatures: K, outFeatures: N, bits, groups: G } = w.spec;
+    if (x.shape[x.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmul: x ${shapeStr(x.shape)} does not end in in_features ${K}`);
+    const M = numel(x.shape) / K;
+    const y = this.out([M, N]);
+    const bb = bias ? this.b(bias) : this.dummy;
+    const base = (ksplit = 0, rps = 0, nx = 0): Param[] => [M, K, N, bits, G, 0, bias ? 1 : 0, ksplit, rps, h.gs, nx];
+    if (M > 16) {
+      const wd = this.alloc(N * K * 4, "dequantized weight");
+      const g = this.grid(K * N, 256);
+      this.run("quant_matmul", "dequant", [this.dummy, h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, wd.buf], base(0, 0, g.nx), g.groups);
+      this.gemm({ M, N, K, A: this.b(x), sam: K, sak: 1, B: wd.buf, sbk: 1, sbn: K, C: this.b(y), ldc: N, bias: bias ? bb : undefined });
+      this.release(wd);
+    } else if (h.fast4 && M <= 8) {
+      const rows = K / 8;
+      const ksplit = Math.max(1, Math.min(rows, Math.ceil(512 / Math.ceil(N / 32))));
+      const rps = Math.ceil(rows / ksplit);
+      const ks = Math.ceil(rows / rps);
+      const part = this.alloc(ks * M * N * 4, "partial sums");
+      this.run("quant_matmul", "q4_partial", [this.b(x), h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, part.buf], base(ks, rps), [Math.ceil(N / 32), ks]);
+      const g = this.grid(M * N, 256);
+      this.run("quant_matmul", "q4_reduce", [part.buf, this.dummy, this.dummy, this.dummy, this.dummy, bb, this.b(y)], base(ks, rps, g.nx), g.groups);
+      this.release(part);
+    } else {
+      this.run("quant_matmul", "generic", [this.b(x), h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, bb, this.b(y)], base(), [Math.ceil(N / 64), M]);
+    }
+    return y;
+  }
+
+  /** benchmarks: a plain copy of the same bytes, the bandwidth the packed matmul is judged against */
+  denseBaseline(M: number, N: number, K: number): { label: string; run(): void; free(): void } {
+    const bytes = (N * K) / 2; // what the 4-bit weights occupy
+    const a = this.alloc(bytes), b = this.alloc(bytes);
+    return {
+      label: "buffer copy of the 4-bit bytes",
+      run: () => { this.endPass(); this.encoder().copyBufferToBuffer(a.buf, 0, b.buf, 0, Math.ceil(bytes / 4) * 4); },
+      free: () => { this.release(a); this.release(b); },
+    };
+  }
+}
+
+// ---------------- probe and factory ----------------
+let probed: Promise<{ result: ProbeResult; adapter?: GPUAdapter }> | null = null;
+function probeOnce() {
+  return (probed ??= (async () => {
+    let gpu;
+    try {
+      gpu = createGPUInstance();
+    } catch (e) {
+      return { result: { name: "webgpu", available: false, reason: `Dawn (bun-webgpu) failed to load: ${(e as Error).message}` } };
+    }
+    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) return { result: { name: "webgpu", available: false, reason: "no WebGPU adapter: install a Vulkan driver (on Debian without a GPU: mesa-vulkan-drivers from bookworm-backports; see setup.sh)" } };
+    const info = adapter.info;
+    const device = `${info.device || info.description} (${info.vendor}, ${info.architecture})`;
+    if (info.device === "null-backend" || /null/i.test(info.description ?? "")) {
+      return { result: { name: "webgpu", available: false, device, reason: "only Dawn's null backend is available (it computes nothing): install a Vulkan driver (Debian: mesa-vulkan-drivers from bookworm-backports)" } };
+    }
+    const features = [...adapter.features].filter((f) => ["shader-f16", "subgroups", "timestamp-query"].includes(f));
+    const l = adapter.limits;
+    const details = {
+      vendor: info.vendor, architecture: info.architecture, description: info.description, features,
+      limits: { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
+      subgroupSize: (info as unknown as { subgroupMinSize?: number }).subgroupMinSize,
+    };
+    return { result: { name: "webgpu", available: true, device, details }, adapter };
+  })());
+}
+
+let instance: Promise<WebGpuBackend> | null = null;
+export const webgpuFactory: BackendFactory = {
+  name: "webgpu",
+  async probe() {
+    return (await probeOnce()).result;
+  },
+  create() {
+    return (instance ??= (async () => {
+      const p = await probeOnce();
+      if (!p.result.available || !p.adapter) throw new BackendUnavailableError(`backend "webgpu" is unavailable: ${p.result.reason}`);
+      // bun-webgpu needs every limit spelled out when any is (see ../shared/notes/toolchain.md)
+      const requiredLimits: Record<string, number> = {};
+      for (const k in p.adapter.limits) {
+        const v = (p.adapter.limits as unknown as Record<string, unknown>)[k];
+        if (typeof v === "number") requiredLimits[k] = v;
+      }
+      const dev = await p.adapter.requestDevice({ requiredLimits });
+      return new WebGpuBackend(dev, p.result.device!, p.result.details ?? {});
+    })());
+  },
+};

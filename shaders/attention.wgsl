@@ -1,0 +1,77 @@
+// attention: q [T, heads·hd], caches k/v [S, kv_heads·hd] -> out [T, heads·hd]; causal, grouped-query heads.
+// Row t of a sequence sits at position pos0 + t and sees keys 0..pos0+t; with seq_len > 0 the T rows are
+// T/seq_len independent sequences (pos0 = 0). One workgroup per (row, head): keys in chunks of 64 with a
+// running max and sum (online softmax), the output accumulated per head dimension (hd <= 256).
+struct P { T: u32, pos0: u32, seq_len: u32, heads: u32, kvh: u32, hd: u32, scale: f32, nx: u32 }
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: P;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> sc: array<f32, 64>;
+var<workgroup> red: array<f32, 64>;
+
+fn reduce(lx: u32, is_max: bool) -> f32 {
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lx < s) { red[lx] = select(red[lx] + red[lx + s], max(red[lx], red[lx + s]), is_max); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let wid = wg.x + wg.y * p.nx;
+  if (wid >= p.T * p.heads) { return; }
+  let t = wid / p.heads;
+  let h = wid % p.heads;
+  let kv = h / (p.heads / p.kvh);
+  let QC = p.heads * p.hd;
+  let KC = p.kvh * p.hd;
+  let sq = select(p.T, p.seq_len, p.seq_len > 0u);
+  let k0 = (t / sq) * sq * select(0u, 1u, p.seq_len > 0u);  // first cache row of this sequence
+  let L = p.pos0 + t % sq + 1u;
+  for (var i = l.x; i < p.hd; i += 64u) { qs[i] = q[t * QC + h * p.hd + i]; }
+  workgroupBarrier();
+  var m = -3.0e38;
+  var lsum = 0.0;
+  var o = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  for (var c0 = 0u; c0 < L; c0 += 64u) {
+    let j = c0 + l.x;
+    var s = -3.0e38;
+    if (j < L) {
+      var d = 0.0;
+      let kb = (k0 + j) * KC + kv * p.hd;
+      for (var i = 0u; i < p.hd; i++) { d += qs[i] * k[kb + i]; }
+      s = d * p.scale;
+    }
+    red[l.x] = s;
+    workgroupBarrier();
+    let mnew = max(m, reduce(l.x, true));
+    let pj = select(0.0, exp(s - mnew), j < L);
+    sc[l.x] = pj;
+    red[l.x] = pj;
+    workgroupBarrier();
+    let cs = reduce(l.x, false);
+    let corr = exp(m - mnew);
+    lsum = lsum * corr + cs;
+    let cnt = min(64u, L - c0);
+    for (var r = 0u; r < 4u; r++) {
+      let i = l.x + r * 64u;
+      if (i < p.hd) {
+        var acc = o[r] * corr;
+        for (var jj = 0u; jj < cnt; jj++) { acc += sc[jj] * v[(k0 + c0 + jj) * KC + kv * p.hd + i]; }
+        o[r] = acc;
+      }
+    }
+    m = mnew;
+    workgroupBarrier();
+  }
+  for (var r = 0u; r < 4u; r++) {
+    let i = l.x + r * 64u;
+    if (i < p.hd) { out[t * QC + h * p.hd + i] = o[r] / lsum; }
+  }
+}

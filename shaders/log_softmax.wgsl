@@ -1,0 +1,34 @@
+// log_softmax: x [T, V] -> x − logsumexp(x) per row (entry main);  nll: out[t] = logsumexp(x_t) − x_t[target_t] (entry nll)
+struct P { V: u32, nx: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+var<workgroup> red: array<f32, 256>;
+fn lse(base: u32, lx: u32) -> f32 {
+  var mx = -3.4e38;
+  for (var j = lx; j < p.V; j += 256u) { mx = max(mx, x[base + j]); }
+  red[lx] = mx;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) { if (lx < s) { red[lx] = max(red[lx], red[lx + s]); } workgroupBarrier(); }
+  let m = red[0];
+  workgroupBarrier();
+  var sum = 0.0;
+  for (var j = lx; j < p.V; j += 256u) { sum += exp(x[base + j] - m); }
+  red[lx] = sum;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) { if (lx < s) { red[lx] += red[lx + s]; } workgroupBarrier(); }
+  return m + log(red[0]);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let base = (wg.x + wg.y * p.nx) * p.V;
+  let z = lse(base, l.x);
+  for (var j = l.x; j < p.V; j += 256u) { out[base + j] = x[base + j] - z; }
+}
+@compute @workgroup_size(256)
+fn nll(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * p.nx;
+  let z = lse(row * p.V, l.x);
+  if (l.x == 0u) { out[row] = z - x[row * p.V + u32(targets[row])]; }
+}
