@@ -75,15 +75,18 @@ export async function cpu(): Promise<Backend> {
   return selectBackend("cpu");
 }
 
+/** the GPU backends of this machine, resolved before any test file declares its tests */
+const GPU = await gpuBackends();
+
 /**
  * Declare `body` once per non-CPU backend: it runs against the CPU backend as oracle. An unavailable
- * backend shows up as a skipped test with its probe's reason in the name.
+ * backend shows up as a skipped test with its probe's reason in the name. Synchronous, so the tests are
+ * registered while the file is collected.
  */
-export async function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) => Promise<void> | void, timeout = 120_000): Promise<void> {
-  const ref = await cpu();
-  for (const b of await gpuBackends()) {
+export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) => Promise<void> | void, timeout = 300_000): void {
+  for (const b of GPU) {
     if (!b.backend) test.skip(`${label} [${b.name}: unavailable: ${b.reason}]`, () => {});
-    else test(`${label} [${b.name}]`, () => body(b.backend!, ref), timeout);
+    else test(`${label} [${b.name}]`, async () => body(b.backend!, await cpu()), timeout);
   }
 }
 

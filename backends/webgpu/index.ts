@@ -371,16 +371,27 @@ export class WebGpuBackend implements Backend {
   }
   async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
     const n = h.shape[0]!;
-    const a = this.alloc(n * n * 4, "Cholesky work matrix"), x = this.alloc(n * n * 4, "Cholesky work matrix"), st = this.alloc(4);
+    const a = this.alloc(n * n * 4, "Cholesky work matrix"), x = this.alloc(n * n * 4, "Cholesky work matrix"), st = this.alloc(4), sc = this.alloc(n * 4);
     const g = this.grid(n * n, 256);
-    const bufs = [a.buf, x.buf, this.b(h), st.buf];
+    const bufs = [a.buf, x.buf, this.b(h), st.buf, sc.buf];
     const params: Param[] = [n, { f: damp }, g.nx];
     this.run("cholesky_inverse_upper", "reverse_damp", bufs, params, g.groups);
-    this.run("cholesky_inverse_upper", "factor", bufs, params, [1]);
-    this.run("cholesky_inverse_upper", "tri_inverse", bufs, params, [1]);
+    if (n <= 1024) {
+      // one workgroup walks the whole factorisation (no per-step dispatch cost; fine up to ~1k)
+      this.run("cholesky_inverse_upper", "factor", bufs, params, [1]);
+      this.run("cholesky_inverse_upper", "tri_inverse", bufs, params, [1]);
+    } else {
+      // one dispatch per step, spread over the GPU
+      for (let j = 0; j < n; j++) {
+        this.run("cholesky_inverse_upper", "step_pivot", bufs, [n, { f: damp }, j], [1]);
+        const m = n - j - 1;
+        if (m > 0) this.run("cholesky_inverse_upper", "step_update", bufs, [n, { f: damp }, j], [Math.ceil(m / 16), Math.ceil(m / 16)]);
+      }
+      for (let i = 0; i < n; i++) this.run("cholesky_inverse_upper", "step_inverse", bufs, [n, { f: damp }, i], [Math.ceil((i + 1) / 256)]);
+    }
     this.run("cholesky_inverse_upper", "unreverse", bufs, params, g.groups);
     const status = new Uint32Array(await this.readBuf(st.buf, 4))[0];
-    for (const w of [a, x, st]) this.release(w);
+    for (const w of [a, x, st, sc]) this.release(w);
     return status === 0;
   }
   gptqBlock(a: GptqBlockArgs): void {

@@ -89,4 +89,14 @@ describe("hessian_accumulate", () => {
 describe("cholesky_inverse_upper", () => {
   test("cpu: UᵀU(H + dI) = I", async () => checkChol(await cpu()), 60_000);
   eachGpuBackend("vs cpu and UᵀU(H + dI) = I", (be, c) => checkChol(be, c));
+  // large n takes the one-dispatch-per-step path on WebGPU
+  eachGpuBackend("vs cpu at n = 1030", async (be, c) => {
+    const r = rng(), K = 1030;
+    const h = spd(K, r);
+    const damp = 0.01;
+    const t = be.upload(h, [K, K], "f32"), o = c.upload(h, [K, K], "f32");
+    expect(await be.choleskyInverseUpper(t, damp)).toBe(true);
+    expect(await c.choleskyInverseUpper(o, damp)).toBe(true);
+    expectClose(await dl(t), await dl(o), 2e-3, `cholesky K=${K}`);
+  }, 600_000);
 });
