@@ -119,7 +119,7 @@ cli
   });
 
 cli
-  .command("bench [what] [model]", "benchmarks: matmul (packed 4-bit vs the dense baseline), quantize <model>, decode <model>")
+  .command("bench [what] [model]", "benchmarks: matmul (packed 4-bit vs the dense baseline), layer (GPTQ of one 7B-shaped layer), quantize <model>, decode <model>")
   .option("--m <list>", "batch sizes for matmul", { default: "1,16,64" })
   .option("--group-size <n>", "group size for matmul", { default: 128 })
   .option("--act-order", "matmul with an act-order g_idx")
@@ -141,8 +141,11 @@ cli
       const rows = await bench.benchMatmul(be, { ms, groupSize: num("group-size", o.groupSize, { int: true }), actOrder: Boolean(o.actOrder), iters: num("iters", o.iters, { int: true, min: 1 }) });
       if (o.json) return console.log(JSON.stringify({ card, shapes: bench.LLAMA2_7B_SHAPES, rows }));
       console.log(`packed 4-bit matmul, Llama-2-7B layer shapes (K x N: ${bench.LLAMA2_7B_SHAPES.map(([, k, n]) => `${k}x${n}`).join(", ")}), group ${o.groupSize}${o.actOrder ? ", act-order" : ""}, ${card}`);
-      console.log("|  M | int4 us | baseline us | speedup | int4 GB/s | baseline |\n| --- | --- | --- | --- | --- | --- |");
-      for (const r of rows) console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baseline || "-"} |`);
+      console.log("|  M | int4 us | baseline us | speedup | int4 GB/s | baseline GB/s | int4 / baseline bandwidth | baseline |\n| --- | --- | --- | --- | --- | --- | --- | --- |");
+      for (const r of rows) console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? ((100 * r.gbps) / r.baselineGbps).toFixed(0) + "%" : "-"} | ${r.baseline || "-"} |`);
+    } else if (what === "layer") {
+      const r = await bench.benchLayer(be, num("seqlen", o.seqlen, { int: true, min: 16 }));
+      console.log(o.json ? JSON.stringify({ card, ...r }) : `one Llama-2-7B-shaped layer (${o.seqlen} tokens, 4-bit g128): ${r.seconds.toFixed(2)} s (Hessians ${r.hessianSeconds.toFixed(2)} s, GPTQ of 7 linears ${r.gptqSeconds.toFixed(2)} s), ${card}`);
     } else if (what === "decode") {
       if (!model) throw new InvalidArgumentError("bench decode: give a model folder");
       const m = await loadModel(model, { backend: be, log });
@@ -154,7 +157,7 @@ cli
       const layers = r.totals.layers;
       const perLayer = r.modules.reduce((a, x) => a + x.seconds, 0) / layers;
       console.log(o.json ? JSON.stringify({ card, totals: r.totals, gptqSecondsPerLayer: perLayer }) : `quantized ${layers} layers in ${r.totals.seconds.toFixed(1)} s (${(r.totals.seconds / layers).toFixed(2)} s/layer, of which GPTQ ${perLayer.toFixed(2)} s), ${card}`);
-    } else throw new InvalidArgumentError(`bench: unknown benchmark "${what}"; use matmul, quantize or decode`);
+    } else throw new InvalidArgumentError(`bench: unknown benchmark "${what}"; use matmul, layer, quantize or decode`);
   });
 
 cli.command("backends", "probe every backend and say what it found or why it is unavailable").option("--json", "print JSON").action(async (o) => {

@@ -7,13 +7,15 @@
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128)
 #   decode7b   decode tokens/s of that 4-bit model at batch 1
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
+#   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
+#              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gptq-device-out}
 mkdir -p "$OUT"
 T=/tmp/gptq-tools
-stages=${*:-"test sanitize matmul quant7b decode7b layerloss"}
+stages=${*:-"test sanitize matmul quant7b decode7b layerloss webgpu"}
 log() { echo "== $(date +%H:%M:%S) $*"; }
 
 log setup
@@ -54,6 +56,10 @@ for s in $stages; do
   decode7b)
     log decode7b
     bun gptq.ts bench decode $T/llama7b-q4 --backend cuda --tokens 128 | tee "$OUT/decode.txt" ;;
+  webgpu)
+    log "webgpu (Vulkan) beside cuda"
+    for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m 1 --iters 100 | tee -a "$OUT/webgpu.md"; done
+    for b in cuda webgpu; do timeout 240 bun gptq.ts bench layer --backend $b --seqlen 2048 | tee -a "$OUT/webgpu.md"; done ;;
   layerloss)
     log layerloss
     bun bench/layer-loss.ts 2>&1 | tee "$OUT/layerloss.txt" ;;

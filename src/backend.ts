@@ -160,7 +160,7 @@ export interface Backend {
   quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
 
   /** benchmarks: the dense baseline this backend is judged against on an [M,K]·[N,K]ᵀ product (optional) */
-  denseBaseline?(M: number, N: number, K: number): { label: string; run(): void; free(): void };
+  denseBaseline?(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void };
 }
 
 export interface GptqBlockArgs {

@@ -52,7 +52,7 @@ export function randomQuantSpec(K: number, N: number, bits: number, gs: number, 
   return { bits, inFeatures: K, outFeatures: N, groups: G, qweight, qzeros: packQzeros(zeros, G, N, bits), scales, gIdx, zeroOffset: 0 };
 }
 
-export interface MatmulRow { m: number; quantUs: number; baselineUs: number | null; speedup: number | null; gbps: number; baseline: string }
+export interface MatmulRow { m: number; quantUs: number; baselineUs: number | null; speedup: number | null; gbps: number; baseline: string; baselineGbps: number | null }
 
 /** all four shapes back to back, per M; weights read once per call set */
 export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [string, number, number][]; groupSize?: number; actOrder?: boolean; iters?: number }): Promise<MatmulRow[]> {
@@ -69,15 +69,16 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       outs = shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!));
     }, opts.iters ?? 50);
     for (const o of outs) be.free(o);
-    let baselineUs: number | null = null, label = "";
+    let baselineUs: number | null = null, label = "", moved = 0;
     if (be.denseBaseline) {
       const bl = shapes.map(([, K, N]) => be.denseBaseline!(m, N, K));
       label = bl[0]!.label;
+      moved = bl.reduce((a, b) => a + b.bytes, 0);
       baselineUs = await timeUs(be, () => bl.forEach((b) => b.run()), opts.iters ?? 50);
       bl.forEach((b) => b.free());
     }
     for (const x of xs) be.free(x);
-    rows.push({ m, quantUs, baselineUs, speedup: baselineUs ? baselineUs / quantUs : null, gbps: bytes / (quantUs * 1e3), baseline: label });
+    rows.push({ m, quantUs, baselineUs, speedup: baselineUs ? baselineUs / quantUs : null, gbps: bytes / (quantUs * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null });
   }
   for (const w of ws) be.free(w);
   return rows;
@@ -90,4 +91,39 @@ export async function benchDecode(model: LlamaModel, tokens: number, prompt = 16
   await generateIds(model, ids, { maxNewTokens: tokens, stopAtEos: false });
   const ms = performance.now() - t0;
   return { tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens };
+}
+
+/**
+ * GPTQ of one Llama-2-7B-shaped layer on a backend, from random weights and random (channel-scaled) activations
+ * of `tokens` rows: the four Hessians and the seven linears, seconds end to end (synchronized).
+ */
+export async function benchLayer(be: Backend, tokens = 2048): Promise<{ seconds: number; hessianSeconds: number; gptqSeconds: number }> {
+  const { gptqQuantize } = await import("./gptq/gptq.ts");
+  const H = 4096, I = 11008;
+  const r = rnd(7);
+  const rand = (n: number, std: number) => Float32Array.from({ length: n }, () => ((r() / 2 ** 32) * 2 - 1) * std);
+  const xa = be.upload(rand(tokens * H, 1), [tokens, H], "f32"), xi = be.upload(rand(tokens * I, 1), [tokens, I], "f32");
+  const lin: [number, number, Tensor][] = [[H, H, xa], [H, H, xa], [H, H, xa], [H, H, xa], [I, H, xa], [I, H, xa], [H, I, xi]];
+  const ws = lin.map(([out, inF]) => be.upload(rand(out * inF, 0.02), [out, inF], "f32"));
+  await be.sync();
+  const t0 = performance.now();
+  const hs = new Map<Tensor, Tensor>();
+  for (const x of [xa, xi]) {
+    const K = x.shape[1]!;
+    const h = be.zeros([K, K], "f32");
+    be.hessianAccumulate(h, x);
+    be.scale(h, 2 / tokens);
+    hs.set(x, h);
+  }
+  await be.sync();
+  const t1 = performance.now();
+  const o = { bits: 4, groupSize: 128, sym: false, descAct: false, staticGroups: false, damp: 0.01, mse: false };
+  for (let i = 0; i < lin.length; i++) {
+    const q = await gptqQuantize(be, ws[i]!, hs.get(lin[i]![2])!, o);
+    be.free(q.weight);
+  }
+  await be.sync();
+  const t2 = performance.now();
+  for (const t of [xa, xi, ...ws, ...hs.values()]) be.free(t);
+  return { seconds: (t2 - t0) / 1000, hessianSeconds: (t1 - t0) / 1000, gptqSeconds: (t2 - t1) / 1000 };
 }

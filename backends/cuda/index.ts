@@ -309,7 +309,7 @@ export class CudaBackend implements Backend {
 }
 
 export interface CudaBackend {
-  denseBaseline(M: number, N: number, K: number): { label: string; run(): void; free(): void };
+  denseBaseline(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void };
 }
 CudaBackend.prototype.denseBaseline = function (this: CudaBackend, M: number, N: number, K: number) {
   // fp16 inputs and output, fp32 accumulate: what a dense fp16 model runs
@@ -322,6 +322,7 @@ CudaBackend.prototype.denseBaseline = function (this: CudaBackend, M: number, N:
   for (const [p, n] of [[a, M * K * 2], [b, N * K * 2]] as const) this.check(this.lib.gq_memset(p, 0x3c, n), "memset"); // fp16 ~1.06, not zeros
   return {
     label: "cuBLAS fp16",
+    bytes: (M * K + N * K + M * N) * 2,
     run: () => this.check(this.lib.gq_hgemm_nt(a, b, c, M, N, K), "hgemm"),
     free: () => { for (const p of [a, b, c]) this.lib.gq_free(p); },
   };

@@ -473,11 +473,12 @@ export class WebGpuBackend implements Backend {
   }
 
   /** benchmarks: a plain copy of the same bytes, the bandwidth the packed matmul is judged against */
-  denseBaseline(M: number, N: number, K: number): { label: string; run(): void; free(): void } {
+  denseBaseline(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void } {
     const bytes = (N * K) / 2; // what the 4-bit weights occupy
     const a = this.alloc(bytes), b = this.alloc(bytes);
     return {
       label: "buffer copy of the 4-bit bytes",
+      bytes: 2 * bytes, // read + write
       run: () => { this.endPass(); this.encoder().copyBufferToBuffer(a.buf, 0, b.buf, 0, Math.ceil(bytes / 4) * 4); },
       free: () => { this.release(a); this.release(b); },
     };

@@ -98,8 +98,9 @@ export function rtnQuantize(W: Float32Array, outF: number, inF: number, o: GptqO
  * and, on the backend, the dequantized weight [out, in] that later layers are calibrated with.
  */
 export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOptions): Promise<QuantizedLinear & { weight: Tensor }> {
-  const t0 = performance.now();
   validateOptions(o);
+  await be.sync(); // time this linear alone, not the forward work queued before it
+  const t0 = performance.now();
   const [rows, cols] = w.shape as [number, number];
   const blockSize = o.blockSize ?? 128;
   const gs = o.groupSize === -1 ? cols : o.groupSize;
