@@ -9,6 +9,10 @@ __global__ void mirror_upper_kernel(float* H, int K) {
   int i = idx / K, j = idx % K;
   if (i > j) H[idx] = H[(long long)j * K + i];
 }
+__global__ void to_half_kernel(__half* y, const float* x, long long n) {
+  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __float2half_rn(x[i]);
+}
 __global__ void diagonal_kernel(float* out, const float* H, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = H[(long long)i * n + i];
