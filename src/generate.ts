@@ -1,6 +1,7 @@
 /** Token-by-token generation with a KV cache: greedy at temperature 0, else temperature + top-p sampling. */
 import { InvalidArgumentError } from "./errors.ts";
 import type { LlamaModel } from "./model/llama.ts";
+import { seededRandom as rng } from "./gptq/calibration.ts";
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -11,18 +12,6 @@ export interface GenerateOptions {
   stopAtEos?: boolean;
   /** called with each new token id and the text it adds */
   onToken?: (id: number, text: string) => void;
-}
-
-/** mulberry32: a small seeded PRNG so --seed reproduces a sample */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function sampleToken(logits: Float32Array, temperature: number, topP: number, rand: () => number): number {

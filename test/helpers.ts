@@ -5,6 +5,7 @@ import { join } from "node:path";
 import "../src/backends.ts";
 import { probeAll, selectBackend, type Backend } from "../src/backend.ts";
 import type { Tensor } from "../src/tensor.ts";
+import { seededRandom } from "../src/gptq/calibration.ts";
 
 /** ../shared/data beside the checkout (GPTQ_DATA overrides, e.g. on the GPU machine) */
 export const DATA = process.env.GPTQ_DATA ?? join(import.meta.dir, "..", "..", "shared", "data");
@@ -16,14 +17,7 @@ export const has = (...parts: string[]) => existsSync(join(DATA, ...parts));
 export const SEED = Number(process.env.GPTQ_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 export function rng(seed = SEED): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom(seed);
 }
 /** normal(0, std) samples */
 export function randn(n: number, r: () => number, std = 1): Float32Array {

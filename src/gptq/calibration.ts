@@ -34,7 +34,7 @@ export function readCalibrationTexts(path: string): string[] {
   return [raw];
 }
 
-/** mulberry32 */
+/** mulberry32: a small seeded PRNG (calibration windows, sampling, tests) */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
