@@ -242,6 +242,11 @@ export async function selectBackend(name?: string, log?: (msg: string) => void):
       const f = registry.get(n);
       if (!f) continue;
       const pr = await f.probe().catch((e: Error) => ({ name: n, available: false, reason: e.message }) as ProbeResult);
+      // a software adapter (Mesa's lavapipe) is correct but slower than the CPU backend: auto passes it by
+      if (pr.available && pr.details?.software) {
+        reasons.push(`${n}: ${pr.device} is a software renderer (use --backend ${n} to force it)`);
+        continue;
+      }
       if (pr.available) {
         if (reasons.length) log?.(`backend auto: using ${n} (${reasons.join("; ")})`);
         return f.create();

@@ -57,6 +57,15 @@ describe("cli", () => {
     expect(j.backend).toBe("cpu");
     expect(Math.abs(j.perplexity / 4.1069 - 1)).toBeLessThan(0.005);
   });
+  test.skipIf(!hasData)("GPTQ_BACKEND=webgpu eval: the CPU backend's perplexity within 0.2% (software Vulkan in CI)", async () => {
+    const probe = JSON.parse((await run(["backends", "--json"])).stdout).find((b: { name: string }) => b.name === "webgpu");
+    if (!probe?.available) return console.log(`webgpu unavailable here: ${probe?.reason}`);
+    const r = await run(["eval", STORIES, "--dataset", join(DATA, "tinystories", "tinystories_val_excerpt.txt"), "--seqlen", "256", "--max-windows", "40", "--json"], { GPTQ_BACKEND: "webgpu" });
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.backend).toBe("webgpu");
+    expect(Math.abs(j.perplexity / 4.1069 - 1)).toBeLessThan(0.002);
+  });
   test.skipIf(!hasData)("bad numbers name the option", async () => {
     const r = await run(["eval", STORIES, "--dataset", join(DATA, "tinystories", "tinystories_val_excerpt.txt"), "--seqlen", "abc"]);
     expect(r.code).toBe(1);

@@ -504,8 +504,9 @@ function probeOnce() {
     }
     const features = [...adapter.features].filter((f) => ["shader-f16", "subgroups", "timestamp-query"].includes(f));
     const l = adapter.limits;
+    const software = info.architecture === "software" || /llvmpipe|lavapipe|swiftshader/i.test(`${info.device} ${info.description}`);
     const details = {
-      vendor: info.vendor, architecture: info.architecture, description: info.description, features,
+      vendor: info.vendor, architecture: info.architecture, description: info.description, features, software,
       limits: { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
       subgroupSize: (info as unknown as { subgroupMinSize?: number }).subgroupMinSize,
     };
