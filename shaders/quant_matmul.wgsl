@@ -15,30 +15,27 @@ struct P { M: u32, K: u32, N: u32, bits: u32, G: u32, offset: u32, has_bias: u32
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 @group(0) @binding(7) var<uniform> p: P;
 
-fn code(k: u32, n: u32) -> f32 {
-  let bit = k * p.bits;
+// value j of a little-endian bit stream of `bits`-bit values in qweight, word w at qweight[base + w·stride]
+fn read_stream(base: u32, stride: u32, j: u32) -> u32 {
+  let bit = j * p.bits;
   let wd = bit >> 5u;
   let off = bit & 31u;
   let mask = (1u << p.bits) - 1u;
-  var v = (qweight[wd * p.N + n] >> off) & mask;
-  if (off + p.bits > 32u) { v |= (qweight[(wd + 1u) * p.N + n] << (32u - off)) & mask; }
-  return f32(v);
+  var v = (qweight[base + wd * stride] >> off) & mask;
+  if (off + p.bits > 32u) { v |= (qweight[base + (wd + 1u) * stride] << (32u - off)) & mask; }
+  return v;
+}
+// code of input k, output n: column n of qweight [K·bits/32, N] is one stream
+fn code(k: u32, n: u32) -> f32 {
+  return f32(read_stream(n, p.N, k));
 }
 
 @compute @workgroup_size(256)
 fn unpack_zeros(@builtin(global_invocation_id) g: vec3u) {
   let idx = g.x + g.y * p.nx;
   if (idx >= p.G * p.N) { return; }
-  // qzeros [G, N·bits/32] is passed as `qweight`
-  let gr = idx / p.N;
-  let n = idx % p.N;
-  let words = p.N * p.bits / 32u;
-  let bit = n * p.bits;
-  let wd = bit >> 5u;
-  let off = bit & 31u;
-  let mask = (1u << p.bits) - 1u;
-  var v = (qweight[gr * words + wd] >> off) & mask;
-  if (off + p.bits > 32u) { v |= (qweight[gr * words + wd + 1u] << (32u - off)) & mask; }
+  // qzeros [G, N·bits/32] is passed as `qweight`: row g is one stream
+  let v = read_stream((idx / p.N) * (p.N * p.bits / 32u), 1u, idx % p.N);
   zeros[idx] = f32(v + p.offset);
 }
 
