@@ -78,6 +78,8 @@ export interface Backend {
   readonly name: string;
   /** what this backend runs on, for messages and tables */
   readonly device: string;
+  /** the largest tensor this backend can hold in one piece (bytes), when it has such a limit */
+  readonly maxTensorBytes?: number;
 
   // ---- memory ----
   /** copy host data in; f16/bf16 come as their uint16 bits. */

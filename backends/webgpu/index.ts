@@ -40,6 +40,9 @@ export class WebGpuBackend implements Backend {
   private readonly invFreq = new WeakMap<Float32Array, WBuf>();
   readonly maxBinding: number;
   readonly maxBuffer: number;
+  get maxTensorBytes(): number {
+    return Math.min(this.maxBinding, this.maxBuffer);
+  }
 
   constructor(private readonly dev: GPUDevice, readonly device: string, readonly info: Record<string, unknown>) {
     this.maxBinding = dev.limits.maxStorageBufferBindingSize;

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Backend } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
-import { LlamaModel, LINEAR_PATH, attend, linear, qkv, type LayerWeights, type LinearName } from "../model/llama.ts";
+import { LlamaModel, LINEAR_PATH, attend, layerForward, linear, qkv, type LayerWeights, type LinearName } from "../model/llama.ts";
 import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
 import { gptqQuantize, rtnQuantize, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
 import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
@@ -97,11 +97,13 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
   const modules: ModuleReport[] = [];
   const show = opts.progress !== false;
   try {
-    let X: Tensor | null = null;
+    let Xs: Tensor[] = [];
     if (method === "gptq") {
       if (!opts.dataset) throw new InvalidArgumentError("--dataset: required for --method gptq (a text file, .jsonl or folder for calibration)");
       const ids = calibrationWindows(model.tokenizer, readCalibrationTexts(opts.dataset), nsamples, seqlen, opts.seed ?? 0);
-      X = be.embedding(ids, model.embed);
+      const widest = Math.max(c.hiddenSize, c.intermediateSize, c.numHeads * c.headDim);
+      const rows = chunkRows(be, widest, seqlen, ids.length);
+      for (let r0 = 0; r0 < ids.length; r0 += rows) Xs.push(be.embedding(ids.subarray(r0, r0 + rows), model.embed));
     }
     const bar = show ? new Progress("quantize", c.numLayers) : null;
     for (let li = 0; li < c.numLayers; li++) {
@@ -116,7 +118,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
       if (method === "rtn") {
         for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, rtnOne(model, li, n, g));
       } else {
-        X = await gptqLayer(model, L, X!, seqlen, nsamples, g, trueSequential, done);
+        Xs = await gptqLayer(model, L, Xs, seqlen, nsamples, g, trueSequential, done);
       }
       for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
         const prefix = `model.layers.${li}.${LINEAR_PATH[n]}`;
@@ -129,7 +131,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
       await yieldToEventLoop();
     }
     bar?.done();
-    if (X) be.free(X);
+    for (const x of Xs) be.free(x);
     for (const name of ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]) if (model.ckpt.has(name)) writer.add(copyTensor(model, name));
 
     const qc = {
@@ -180,74 +182,140 @@ function rtnOne(model: LlamaModel, li: number, n: LinearName, g: GptqOptions): Q
   return rtnQuantize(model.hostF32(name), out, inF, g);
 }
 
-/** the reference's running average: H = 2/nsamples · Σ XᵀX (nsamples = calibration sequences), on the backend */
-function hessian(be: Backend, x: Tensor, nsamples: number): Tensor {
-  const K = x.shape[1]!;
-  const h = be.zeros([K, K], "f32");
-  be.hessianAccumulate(h, x);
+/** an empty Hessian accumulator [K, K] */
+function hessianOf(be: Backend, K: number): Tensor {
+  return be.zeros([K, K], "f32");
+}
+/** the reference's running average: H = 2/nsamples · Σ XᵀX (nsamples = calibration sequences) */
+function finishHessian(be: Backend, h: Tensor, nsamples: number): Tensor {
   be.scale(h, 2 / nsamples);
   return h;
 }
 
-/** quantize one layer's linears; returns the layer's output with quantized weights */
+/**
+ * Rows per calibration chunk: whole sequences, so that the largest activation of a layer
+ * (tokens x max(hidden, intermediate, heads·hd) floats) stays within the backend's tensor limit
+ * (WebGPU's storage binding size) and 2 GiB.
+ */
+export function chunkRows(be: Backend, widest: number, seqLen: number, total: number): number {
+  const limit = Math.min(be.maxTensorBytes ?? Infinity, 2 ** 31);
+  const seqs = Math.max(1, Math.floor(limit / (4 * widest * seqLen)));
+  return Math.min(total, seqs * seqLen);
+}
+
+/**
+ * Quantize one layer's linears; returns the layer's output with quantized weights. The calibration set
+ * streams through in chunks of whole sequences (Xs); Hessians accumulate over the chunks.
+ */
 async function gptqLayer(
-  model: LlamaModel, L: LayerWeights, X: Tensor, seqLen: number, nsamples: number, g: GptqOptions, trueSequential: boolean,
+  model: LlamaModel, L: LayerWeights, Xs: Tensor[], seqLen: number, nsamples: number, g: GptqOptions, trueSequential: boolean,
   done: (n: LinearName, q: QuantizedLinear) => void,
-): Promise<Tensor> {
+): Promise<Tensor[]> {
   const be = model.backend, c = model.config;
-  const li = L.index;
-  const swap = async (n: LinearName, H: Tensor) => {
+  const H = c.hiddenSize, I = c.intermediateSize, QD = c.numHeads * c.headDim;
+  const swap = async (n: LinearName, Hn: Tensor) => {
     await yieldToEventLoop(); // lets SIGINT/SIGTERM handlers run between modules
     const old = L[n];
-    const { weight, ...q } = await gptqQuantize(be, old.w!, H, g);
+    const { weight, ...q } = await gptqQuantize(be, old.w!, Hn, g);
     done(n, q);
     L[n] = { name: old.name, w: weight, bias: old.bias };
     be.free(old.w!);
   };
   const so = { seqLen };
-  // inputs of each group, computed as late as possible so earlier groups are already quantized
-  const h1 = be.rmsNorm(X, L.inNorm, c.rmsNormEps);
-  const Hattn = hessian(be, h1, nsamples);
-  let Ho: Tensor | null = null, Hmlp: Tensor | null = null, Hdown: Tensor | null = null;
-  if (!trueSequential) {
-    // all four inputs from the unquantized layer in one pass, as the reference without true-sequential
+  const norm1 = (x: Tensor) => be.rmsNorm(x, L.inNorm, c.rmsNormEps);
+  const norm2 = (x: Tensor) => be.rmsNorm(x, L.postNorm, c.rmsNormEps);
+  /** attention output before o_proj, for one chunk */
+  const attnIn = (x: Tensor) => {
+    const h1 = norm1(x);
     const t = qkv(model, L, h1, so);
+    be.free(h1);
     const a = attend(model, t, so);
-    Ho = hessian(be, a, nsamples);
-    const x2 = be.add(X, linear(be, a, L.o));
-    const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
-    Hmlp = hessian(be, h2, nsamples);
-    const act = be.siluMul(linear(be, h2, L.gate), linear(be, h2, L.up));
-    Hdown = hessian(be, act, nsamples);
-    for (const tt of [t.q, t.k, t.v, a, x2, h2, act]) be.free(tt);
+    be.free(t.q); be.free(t.k); be.free(t.v);
+    return a;
+  };
+  const actOf = (h2: Tensor) => {
+    const gt = linear(be, h2, L.gate), u = linear(be, h2, L.up);
+    const act = be.siluMul(gt, u);
+    be.free(gt); be.free(u);
+    return act;
+  };
+  const Hattn = hessianOf(be, H), Ho = hessianOf(be, QD), Hmlp = hessianOf(be, H), Hdown = hessianOf(be, I);
+  if (!trueSequential) {
+    // all four inputs from the unquantized layer, as the reference without true-sequential
+    for (const x of Xs) {
+      const h1 = norm1(x);
+      be.hessianAccumulate(Hattn, h1);
+      be.free(h1);
+      const a = attnIn(x);
+      be.hessianAccumulate(Ho, a);
+      const ao = linear(be, a, L.o);
+      const x2 = be.add(x, ao);
+      be.free(a); be.free(ao);
+      const h2 = norm2(x2);
+      be.hessianAccumulate(Hmlp, h2);
+      const act = actOf(h2);
+      be.hessianAccumulate(Hdown, act);
+      for (const t of [x2, h2, act]) be.free(t);
+    }
+    for (const h of [Hattn, Ho, Hmlp, Hdown]) finishHessian(be, h, nsamples);
+    for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
+    await swap("o", Ho);
+    for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
+    await swap("down", Hdown);
+  } else {
+    // [k, v, q] on norm1(X)
+    for (const x of Xs) {
+      const h1 = norm1(x);
+      be.hessianAccumulate(Hattn, h1);
+      be.free(h1);
+    }
+    finishHessian(be, Hattn, nsamples);
+    for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
+    // [o] on the attention output computed with the quantized q/k/v
+    const As = Xs.map((x) => {
+      const a = attnIn(x);
+      be.hessianAccumulate(Ho, a);
+      return a;
+    });
+    await swap("o", finishHessian(be, Ho, nsamples));
+    // [up, gate] on norm2(X + o(attention)) with the quantized o
+    const X2s = Xs.map((x, i) => {
+      const ao = linear(be, As[i]!, L.o);
+      const x2 = be.add(x, ao);
+      be.free(ao); be.free(As[i]!); be.free(x);
+      const h2 = norm2(x2);
+      be.hessianAccumulate(Hmlp, h2);
+      be.free(h2);
+      return x2;
+    });
+    finishHessian(be, Hmlp, nsamples);
+    for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
+    // [down] on silu(gate)·up with the quantized gate and up
+    const Acts = X2s.map((x2) => {
+      const h2 = norm2(x2);
+      const act = actOf(h2);
+      be.free(h2);
+      be.hessianAccumulate(Hdown, act);
+      return act;
+    });
+    await swap("down", finishHessian(be, Hdown, nsamples));
+    for (const h of [Hattn, Ho, Hmlp, Hdown]) be.free(h);
+    // the layer's output with every linear quantized: the next layer's input
+    return X2s.map((x2, i) => {
+      const y = linear(be, Acts[i]!, L.down);
+      const out = be.add(x2, y);
+      be.free(y); be.free(Acts[i]!); be.free(x2);
+      return out;
+    });
   }
-  for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
-  be.free(Hattn);
-  const t = qkv(model, L, h1, so);
-  be.free(h1);
-  const a = attend(model, t, so);
-  be.free(t.q); be.free(t.k); be.free(t.v);
-  Ho ??= hessian(be, a, nsamples);
-  await swap("o", Ho);
-  be.free(Ho);
-  const ao = linear(be, a, L.o);
-  be.free(a);
-  const x2 = be.add(X, ao);
-  be.free(ao); be.free(X);
-  const h2 = be.rmsNorm(x2, L.postNorm, c.rmsNormEps);
-  Hmlp ??= hessian(be, h2, nsamples);
-  for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
-  be.free(Hmlp);
-  const gt = linear(be, h2, L.gate), u = linear(be, h2, L.up);
-  be.free(h2);
-  const act = be.siluMul(gt, u);
-  be.free(gt); be.free(u);
-  Hdown ??= hessian(be, act, nsamples);
-  await swap("down", Hdown);
-  be.free(Hdown);
-  const y = linear(be, act, L.down);
-  be.free(act);
-  const out = be.add(x2, y);
-  be.free(x2); be.free(y);
+  for (const h of [Hattn, Ho, Hmlp, Hdown]) be.free(h);
+  // the layer's output with every linear quantized: the next layer's input
+  const out: Tensor[] = [];
+  for (const x of Xs) {
+    const y = layerForward(model, L, x, so);
+    be.free(x);
+    out.push(y);
+  }
   return out;
 }
+
