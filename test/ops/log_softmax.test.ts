@@ -27,7 +27,8 @@ async function check(be: Backend, oracle?: Backend) {
       wantNll = n;
     }
     expectClose(await ls(be), wantLs, 1e-6, `logSoftmax T=${T} V=${V}`);
-    expectClose(await nl(be), wantNll, 1e-5, `nll T=${T} V=${V}`);
+    // a GPU computes the NLL in float32: logsumexp − x_target cancels when the NLL is small
+    expectClose(await nl(be), wantNll, oracle ? 1e-4 : 1e-5, `nll T=${T} V=${V}`);
   }
 }
 
