@@ -1,5 +1,5 @@
 // log_softmax: x [T,V] -> x − logsumexp(x);  nll: −log_softmax(x)[t, target_t]
-import { describe, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 
