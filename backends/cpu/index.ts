@@ -9,6 +9,7 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 import { blasAvailable, dpotrfUpper, dpotriUpper, sgemm, ssyrkT } from "./blas.ts";
 import { findParams, quantCode } from "../../src/gptq/quantizer.ts";
 import { packQweight, readStream } from "../../src/gptq/pack.ts";
@@ -74,10 +75,7 @@ export class CpuBackend implements Backend {
   // ---------------- decoder primitives ----------------
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
     // x [M,K] @ w [N,K]ᵀ (+ b [N]) -> [M,N]
-    const K = x.shape[x.shape.length - 1]!;
-    const M = numel(x.shape) / K;
-    const [N, K2] = w.shape as [number, number];
-    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const { M, N, K } = matmulDims(x, w);
     const out = outF32(M * N);
     if (bias) for (let m = 0; m < M; m++) out.set(f(bias), m * N);
     sgemm(false, true, M, N, K, 1, f(x), K, f(w), K, bias ? 1 : 0, out, N);
@@ -87,11 +85,11 @@ export class CpuBackend implements Backend {
   embedding(ids: Int32Array, table: Tensor): Tensor {
     // table [V,H], ids [T] -> [T,H]
     const [V, H] = table.shape as [number, number];
+    checkIds(ids, V);
     const out = outF32(ids.length * H);
     const tb = f(table);
     for (let t = 0; t < ids.length; t++) {
       const id = ids[t]!;
-      if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
       out.set(tb.subarray(id * H, id * H + H), t * H);
     }
     return this.make([ids.length, H], "f32", out);
@@ -137,9 +135,7 @@ export class CpuBackend implements Backend {
   }
 
   writeRows(dst: Tensor, src: Tensor, row0: number): void {
-    const C = dst.shape[1]!;
-    const n = numel(src.shape);
-    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    const { C } = rowsFit(dst, src, row0);
     f(dst).set(f(src), row0 * C);
   }
 
@@ -168,8 +164,8 @@ export class CpuBackend implements Backend {
   }
 
   add(a: Tensor, b: Tensor): Tensor {
+    sameSize("add", a, b);
     const as = f(a), bs = f(b);
-    if (as.length !== bs.length) throw new InvalidArgumentError(`add: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
     const out = outF32(as.length);
     for (let i = 0; i < as.length; i++) out[i] = as[i]! + bs[i]!;
     return this.make(a.shape, "f32", out);
@@ -188,9 +184,7 @@ export class CpuBackend implements Backend {
   }
 
   async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
-    const V = logits.shape[logits.shape.length - 1]!;
-    const T = numel(logits.shape) / V;
-    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const { T, V } = nllDims(logits, targets);
     const xs = f(logits);
     const out = new Float64Array(T);
     for (let t = 0; t < T; t++) out[t] = logSumExp(xs, t * V, V) - xs[t * V + targets[t]!]!;

@@ -11,6 +11,7 @@ import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError } from "../../src/errors.ts";
 import type { Pointer } from "bun:ffi";
 import { findNvidiaLibrary, openLibrary, type CudaLib } from "./ffi.ts";
+import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 
 type Ptr = Pointer;
 const POISON = () => Boolean(process.env.GPTQ_POISON);
@@ -126,10 +127,7 @@ export class CudaBackend implements Backend {
 
   // ---------------- decoder primitives ----------------
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-    const K = x.shape[x.shape.length - 1]!;
-    const M = numel(x.shape) / K;
-    const [N, K2] = w.shape as [number, number];
-    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const { M, N, K } = matmulDims(x, w);
     const y = this.out([M, N]);
     this.check(this.lib.gq_gemm(0, 1, M, N, K, 1, this.p(x), K, this.p(w), K, 0, this.p(y), N), "gemm");
     if (bias) this.check(this.lib.gq_add_bias(this.p(y), this.p(bias), M, N), "add_bias");
@@ -137,7 +135,7 @@ export class CudaBackend implements Backend {
   }
   embedding(ids: Int32Array, table: Tensor): Tensor {
     const [V, H] = table.shape as [number, number];
-    for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
+    checkIds(ids, V);
     const idb = this.hostUpload(ids);
     const y = this.out([ids.length, H]);
     this.check(this.lib.gq_embedding(this.p(y), this.p(table), idb.ptr, ids.length, H, V), "embedding");
@@ -161,9 +159,7 @@ export class CudaBackend implements Backend {
     this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.seqLen ?? 0, o.scale), "rope");
   }
   writeRows(dst: Tensor, src: Tensor, row0: number): void {
-    const C = dst.shape[1]!;
-    const n = numel(src.shape);
-    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    const { C, n } = rowsFit(dst, src, row0);
     this.check(this.lib.gq_copy((this.p(dst) + row0 * C * 4) as Ptr, this.p(src), n * 4), "copy");
   }
   attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
@@ -178,9 +174,9 @@ export class CudaBackend implements Backend {
     return y;
   }
   add(a: Tensor, b: Tensor): Tensor {
-    if (numel(a.shape) !== numel(b.shape)) throw new InvalidArgumentError(`add: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
+    const n = sameSize("add", a, b);
     const y = this.out(a.shape);
-    this.check(this.lib.gq_add(this.p(y), this.p(a), this.p(b), numel(a.shape)), "add");
+    this.check(this.lib.gq_add(this.p(y), this.p(a), this.p(b), n), "add");
     return y;
   }
   logSoftmax(x: Tensor): Tensor {
@@ -190,9 +186,7 @@ export class CudaBackend implements Backend {
     return y;
   }
   async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
-    const V = logits.shape[logits.shape.length - 1]!;
-    const T = numel(logits.shape) / V;
-    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const { T, V } = nllDims(logits, targets);
     const tb = this.hostUpload(targets);
     const ob = this.alloc(T * 8);
     this.check(this.lib.gq_nll(ob.ptr, this.p(logits), tb.ptr, T, V), "nll");

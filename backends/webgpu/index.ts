@@ -13,6 +13,7 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError, UnsupportedOpError } from "../../src/errors.ts";
+import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 
 const { GPUBufferUsage: BU, GPUMapMode } = globalConstructors;
 const STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST;
@@ -243,17 +244,14 @@ export class WebGpuBackend implements Backend {
       [Math.ceil(o.N / 16), Math.ceil(o.M / 16)]);
   }
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-    const K = x.shape[x.shape.length - 1]!;
-    const M = numel(x.shape) / K;
-    const [N, K2] = w.shape as [number, number];
-    if (K2 !== K) throw new InvalidArgumentError(`matmul: x ${shapeStr(x.shape)} and w ${shapeStr(w.shape)} disagree on K`);
+    const { M, N, K } = matmulDims(x, w);
     const y = this.out([M, N]);
     this.gemm({ M, N, K, A: this.b(x), sam: K, sak: 1, B: this.b(w), sbk: 1, sbn: K, C: this.b(y), ldc: N, bias: bias ? this.b(bias) : undefined });
     return y;
   }
   embedding(ids: Int32Array, table: Tensor): Tensor {
     const [V, H] = table.shape as [number, number];
-    for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
+    checkIds(ids, V);
     const idb = this.hostBuf(ids);
     const y = this.out([ids.length, H]);
     const g = this.grid(ids.length * H, 256);
@@ -277,9 +275,7 @@ export class WebGpuBackend implements Backend {
     this.run("rope", "main", [this.b(x), inv.buf], [T, o.heads, o.headDim, o.pos0, o.seqLen ?? T, { f: o.scale }, g.nx], g.groups);
   }
   writeRows(dst: Tensor, src: Tensor, row0: number): void {
-    const C = dst.shape[1]!;
-    const n = numel(src.shape);
-    if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
+    const { C, n } = rowsFit(dst, src, row0);
     this.endPass();
     this.encoder().copyBufferToBuffer(this.b(src), 0, this.b(dst), row0 * C * 4, n * 4);
   }
@@ -294,9 +290,8 @@ export class WebGpuBackend implements Backend {
     return y;
   }
   private elementwise(name: string, a: Tensor, b: Tensor): Tensor {
-    if (numel(a.shape) !== numel(b.shape)) throw new InvalidArgumentError(`${name}: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ`);
+    const n = sameSize(name, a, b);
     const y = this.out(a.shape);
-    const n = numel(a.shape);
     const g = this.grid(n, 256);
     this.run(name, "main", [this.b(a), this.b(b), this.b(y)], [n, g.nx], g.groups);
     return y;
@@ -316,9 +311,7 @@ export class WebGpuBackend implements Backend {
     return y;
   }
   async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
-    const V = logits.shape[logits.shape.length - 1]!;
-    const T = numel(logits.shape) / V;
-    if (targets.length !== T) throw new InvalidArgumentError(`nll: ${targets.length} targets for ${T} rows`);
+    const { T, V } = nllDims(logits, targets);
     const tb = this.hostBuf(targets);
     const ob = this.alloc(T * 4);
     const g = this.grid(T, 1);
