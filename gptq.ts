@@ -149,8 +149,12 @@ cli
     } else if (what === "decode") {
       if (!model) throw new InvalidArgumentError("bench decode: give a model folder");
       const m = await loadModel(model, { backend: be, log });
-      const r = await bench.benchDecode(m, num("tokens", o.tokens, { int: true, min: 1 })!);
-      console.log(o.json ? JSON.stringify({ card, model, ...r }) : `decode ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.msPerToken.toFixed(2)} ms/token), batch 1, ${card}`);
+      const rs = await bench.benchDecode(m, num("tokens", o.tokens, { int: true, min: 1 })!);
+      if (o.json) console.log(JSON.stringify({ card, model, runs: rs }));
+      else for (const r of rs) {
+        const vs = r === rs[1] ? ` = ${(r.tokensPerSecond / rs[0]!.tokensPerSecond).toFixed(2)}x eager` : "";
+        console.log(`decode (${r.mode}) ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.msPerToken.toFixed(2)} ms/token)${vs}, batch 1, ${card}${r.graphError ? ` [graph capture failed: ${r.graphError}]` : ""}`);
+      }
     } else if (what === "quantize") {
       if (!model || !o.dataset || !o.out) throw new InvalidArgumentError("bench quantize: give <model>, --dataset and --out");
       const r = await quantize(model, { out: o.out, dataset: o.dataset, nsamples: num("nsamples", o.nsamples, { int: true, min: 1 }), seqlen: num("seqlen", o.seqlen, { int: true, min: 2 }), backend: be, overwrite: true, log });

@@ -4,8 +4,9 @@
 #   test       CUDA (and WebGPU) op tests and end-to-end checks against the CPU backend
 #   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
 #   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
+#   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, mma at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128)
-#   decode7b   decode tokens/s of that 4-bit model at batch 1
+#   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gptq-device-out}
 mkdir -p "$OUT"
 T=/tmp/gptq-tools
-stages=${*:-"test sanitize matmul quant7b decode7b layerloss webgpu"}
+stages=${*:-"test sanitize matmul ncu quant7b decode7b layerloss webgpu"}
 log() { echo "== $(date +%H:%M:%S) $*"; }
 
 log setup
@@ -42,20 +43,39 @@ for s in $stages; do
     GPTQ_CUDA_TF32=0 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/backends.test.ts 2>&1 | tee "$OUT/test-fp32.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|agree" ;;
   sanitize)
     log sanitize
-    GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;
+    GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts test/ops/rope.test.ts test/ops/write_rows.test.ts test/ops/embedding.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;
   matmul)
     log matmul
     bun gptq.ts bench matmul --backend cuda --m 1,16,64 --iters 200 | tee "$OUT/matmul.md"
     bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md" ;;
+  ncu)
+    log ncu
+    for mk in "1 qm4v" "16 qm4_kernel"; do
+      set -- $mk
+      timeout 150 ncu --kernel-name regex:$2 --launch-skip 12 --launch-count 4 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        bun gptq.ts bench matmul --backend cuda --m $1 --iters 3 > "$OUT/ncu-m$1.txt" 2>&1
+      grep -E "qm4|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Grid Size|Block Limit" "$OUT/ncu-m$1.txt" | head -48
+    done ;;
   quant7b)
     log quant7b: generating weights
     python3 bench/make_llama7b.py $T/llama7b $T/data/../gutenberg-2l 2>&1 | tail -2
     log quant7b: quantizing
-    GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
-    grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21 ;;
+    GPTQ_PROFILE=${GPTQ_PROFILE-1} GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
+    grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21
+    grep -E "^profile layer (1|2|16|32):" "$OUT/quant7b.log" ;;
   decode7b)
     log decode7b
-    bun gptq.ts bench decode $T/llama7b-q4 --backend cuda --tokens 128 | tee "$OUT/decode.txt" ;;
+    Q=$T/llama7b-q4  # from quant7b; without it, the same random weights rounded to nearest (same kernels, same speed)
+    if [ ! -f $Q/config.json ]; then
+      python3 bench/make_llama7b.py $T/llama7b $T/gutenberg-2l 2>&1 | tail -1
+      Q=$T/llama7b-rtn
+      [ -f $Q/config.json ] || GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --method rtn --backend cuda --out $Q | tail -1
+    fi
+    bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee "$OUT/decode.txt"
+    if command -v nsys >/dev/null; then  # where the time of a replayed decode step goes, kernel by kernel
+      GPTQ_QUIET=1 timeout 120 nsys profile -o $T/decode --force-overwrite true -t cuda --cuda-graph-trace=node bun gptq.ts bench decode $Q --backend cuda --tokens 32 > $T/nsys.log 2>&1
+      nsys stats --report cuda_gpu_kern_sum --format table $T/decode.nsys-rep 2>/dev/null | cut -c1-200 | head -30 | tee "$OUT/decode-kernels.txt"
+    else echo "nsys not found: no kernel breakdown"; fi ;;
   webgpu)
     log "webgpu (Vulkan) beside cuda"
     for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m 1 --iters 100 | tee -a "$OUT/webgpu.md"; done

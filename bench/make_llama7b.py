@@ -6,7 +6,8 @@ from safetensors.torch import save_file
 out, tok = sys.argv[1], sys.argv[2]
 if os.path.exists(os.path.join(out, "model.safetensors.index.json")): sys.exit(0)
 os.makedirs(out, exist_ok=True)
-H, I, L, V = 4096, 11008, 32, 4096
+H, I, V = 4096, 11008, 4096
+L = int(os.environ.get("LAYERS", "32"))
 g = torch.Generator(device="cuda").manual_seed(0)
 def r(*s, std=0.02): return (torch.randn(*s, generator=g, device="cuda") * std).half().cpu()
 def ones(n): return (1 + torch.randn(n, generator=g, device="cuda") * 0.05).half().cpu()

@@ -1,12 +1,15 @@
 // attention: q [T, heads·hd], caches k/v [S, kv_heads·hd] -> out [T, heads·hd]; causal, grouped-query heads.
 // Query row t of a sequence sits at position pos0 + t and sees keys 0..pos0+t. With seq_len > 0 the T rows are
 // T/seq_len independent sequences (pos0 = 0), each over its own rows of the caches.
+// pos_dev (device int, may be null) adds to pos0 when the kernel runs (graph replay); then only the decoding
+// kernel is used, with shared memory for max_len keys.
 // Small T (decoding): one block per (head, query). Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
 // softmax kernel between them.
 #include "common.cuh"
 
-__global__ void attn_small_kernel(float* out, const float* q, const float* k, const float* v, int pos0, int heads, int kvh, int hd, float scale) {
+__global__ void attn_small_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale) {
   extern __shared__ float sm[];
+  if (pos_dev) pos0 += *pos_dev;
   const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
   const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1;
   float* qs = sm;
@@ -71,7 +74,7 @@ __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] = j <= last ? __expf(row[j] - mx) * inv : 0.f;
 }
 
-extern "C" int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, int seq_len, int heads, int kvh, int hd) {
+extern "C" int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, const int* pos_dev, int max_len, int seq_len, int heads, int kvh, int hd) {
   GQ_CHECK_INIT();
   GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "attention: heads %d not a multiple of kv_heads %d", heads, kvh);
   if (T == 0) return GQ_OK;
@@ -80,8 +83,13 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
   GQ_ARG(T % Tq == 0 && (Tq == T || pos0 == 0), "attention: %d rows do not split into sequences of %d (pos0 must be 0)", T, Tq);
   const int B = T / Tq, L = pos0 + Tq, QC = heads * hd, KC = kvh * hd;
   size_t smem = (size_t)(hd + L) * sizeof(float);
-  if (B == 1 && Tq <= 8 && smem <= 48 * 1024) {
-    attn_small_kernel<<<dim3(heads, Tq), 128, smem, gq::stream>>>(out, q, k, v, pos0, heads, kvh, hd, scale);
+  if (pos_dev) {
+    GQ_ARG(B == 1 && Tq <= 8 && max_len >= L, "attention: a device position needs one sequence of <= 8 rows and max_len >= %d", L);
+    smem = (size_t)(hd + max_len) * sizeof(float);
+    GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", 48 * 1024 / 4 - hd, max_len);
+  }
+  if (pos_dev || (B == 1 && Tq <= 8 && smem <= 48 * 1024)) {
+    attn_small_kernel<<<dim3(heads, Tq), 128, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale);
     GQ_LAUNCHED("attention (small)");
     return GQ_OK;
   }

@@ -40,7 +40,8 @@ int gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, 
 }
 
 #define GQ_CHECK_INIT() do { if (!gq::initialized) return gq::fail(GQ_ERR_NOT_INIT, "gq_init has not been called"); } while (0)
-#define GQ_CUDA(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) return gq::fail(GQ_ERR_CUDA, "%s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); } while (0)
+// a failed call's error is also taken off CUDA's per-thread "last error", so the next launch check does not report it again
+#define GQ_CUDA(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { cudaGetLastError(); return gq::fail(GQ_ERR_CUDA, "%s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); } } while (0)
 #define GQ_LAUNCHED(name) do { cudaError_t e_ = cudaGetLastError(); if (e_ != cudaSuccess) return gq::fail(GQ_ERR_CUDA, "%s launch: %s", name, cudaGetErrorString(e_)); } while (0)
 #define GQ_ARG(cond, ...) do { if (!(cond)) return gq::fail(GQ_ERR_ARG, __VA_ARGS__); } while (0)
 

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 1
+#define GQ_ABI_VERSION 2
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -30,6 +30,11 @@ int gq_sync(void);
 int gq_mem_info(long long* free_bytes, long long* total_bytes);
 int gq_timer_start(void);
 int gq_timer_stop(float* ms);
+/* CUDA graphs: capture what is queued between begin and end, replay it with one launch */
+int gq_graph_begin(void);
+int gq_graph_end(void** exec);
+int gq_graph_launch(void* exec);
+int gq_graph_free(void* exec);
 
 /* decoder primitives: row-major, activations f32 */
 int gq_convert(float* dst, const void* src, long long n, int dtype);
@@ -37,8 +42,10 @@ int gq_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const fl
 int gq_add_bias(float* y, const float* bias, int M, int N);
 int gq_embedding(float* out, const float* table, const int* ids, int T, int H, int V);
 int gq_rms_norm(float* out, const float* x, const float* w, int T, int H, float eps);
-int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, int seq_len, float scale);
-int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, int seq_len, int heads, int kv_heads, int hd);
+/* pos_dev / row_dev: optional device ints added to pos0 / row0 when the kernel runs (graph replay) */
+int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale);
+int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, const int* pos_dev, int max_len, int seq_len, int heads, int kv_heads, int hd);
+int gq_write_rows(float* dst, const float* src, int row0, const int* row_dev, int rows, int T, int C);
 int gq_silu_mul(float* out, const float* g, const float* u, long long n);
 int gq_add(float* out, const float* a, const float* b, long long n);
 int gq_scale(float* x, float s, long long n);

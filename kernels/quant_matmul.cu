@@ -4,9 +4,11 @@
 // lane holds the m16n8k16 B fragments of 8 n8-tiles (64 columns) for one k16 step, with K sorted by group
 // (act-order becomes a permutation of x). The kernel dequantizes nibbles to fp16 in registers
 // (1024 + q via the 0x6400 exponent trick, minus 1024 + zero, times scale) and runs mma.sync with fp32
-// accumulators; K is split across warps and reduced with atomics. One launch serves M = 1..16.
+// accumulators; K is split across warps and reduced by the last warp to arrive. M = 1..4 (decoding) takes a
+// GEMV kernel over the same layout (qm4v_kernel: no tensor cores, loads in registers, fp32 group sums).
 // Generic path: any bit width / shape, one thread per output. Large M: dequantize once, then cuBLAS.
 #include "common.cuh"
+#include <cstdlib>
 
 __device__ __forceinline__ int read_code(const int* qw, int N, int k, int n, int bits) {
   const int bit = k * bits, w = bit >> 5, off = bit & 31, mask = (1 << bits) - 1;
@@ -94,16 +96,34 @@ __device__ __forceinline__ void cp_async8(void* dst, const void* src) {
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// xs [m][stride] (fp16) = x [m, k0 + kk] · mul (through perm), kk < kl: 4 loads in flight per thread
+__device__ __forceinline__ void stage_x(__half* xs, int stride, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl, float mul) {
+  const int n = M * kl;
+  for (int i0 = threadIdx.x; i0 < n; i0 += 4 * blockDim.x) {
+    float v[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int i = i0 + u * blockDim.x, m = i / kl, k = k0 + i - m * kl;
+      v[u] = i < n ? x[(long long)m * K + (perm ? perm[k] : k)] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int i = i0 + u * blockDim.x, m = i / kl;
+      if (i < n) xs[m * stride + i - m * kl] = __float2half_rn(v[u] * mul);
+    }
+  }
+}
+
 #define QM_WARPS 4
 #define QM_DEPTH 8
-// Block: QM_WARPS warps over consecutive 64-column chunks, one k range (blockIdx.y). x rows [0, M) of that
-// k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp streams its
+// Block: QM_WARPS warps over consecutive 64-column chunks, one k range of kpw k16 steps (blockIdx.y). x rows
+// [0, M) of that k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp streams its
 // weights through a QM_DEPTH-stage cp.async ring in shared memory (a group's scale/zero pairs ride along
 // when the group starts). B fragments are the exact small integers q − zero in fp16: nibbles become
 // 1024 + q (or 1024 + 16q) by OR-ing an exponent, and one HSUB2 (or HFMA2 by 1/16) removes 1024 + zero.
-// The mma sums a group in fp32; the group's scale multiplies that sum once. Each warp then writes its
-// partial sums; the last warp of a column chunk to finish (a counter per chunk) adds the partials and the
-// bias, writes y, and resets the counter for the next call.
+// The mma sums a group in fp32; the group's scale multiplies that sum once. With several k ranges each warp
+// adds its sums into y with atomics (y zeroed first by the host), so no warp waits on another. (Measured on
+// an H200: sharing one column chunk among a block's warps, reduced in shared memory, was 2x slower.)
 struct QmRing {
   uint4 w[QM_DEPTH][32];             // one k16 step of weights per lane per stage
   unsigned int sz[QM_DEPTH][8][8];   // (scale, 1024 + zero) half2 of the 8 tiles' columns, per gid
@@ -111,14 +131,14 @@ struct QmRing {
 template <int MT>
 __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
                                                            const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
-                                                           float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int kpw, int ksplit) {
+                                                           int M, int K, int N, int gs, int kpw, int ksplit) {
   extern __shared__ __align__(16) unsigned char smem[];
   QmRing* rings = reinterpret_cast<QmRing*>(smem);
   __half* xs = reinterpret_cast<__half*>(smem + sizeof(QmRing) * QM_WARPS);  // [M][kpw·16 + 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
   const int ks = blockIdx.y;
-  const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
+  const int s0 = ks * kpw, s1 = min(s0 + kpw, K16), b0 = s0;
   const int c = blockIdx.x * QM_WARPS + warp;
   const int gid = lane >> 2, t = lane & 3;
   QmRing& ring = rings[warp];
@@ -138,11 +158,8 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
   };
 #pragma unroll
   for (int i = 0; i < QM_DEPTH - 1; i++) issue(i);
-  const int kl = (s1 - s0) * 16, stride = kpw * 16 + 8;
-  for (int i = threadIdx.x; i < M * kl; i += blockDim.x) {
-    const int m = i / kl, kk = i % kl, k = s0 * 16 + kk;
-    xs[m * stride + kk] = __float2half_rn(x[(long long)m * K + (perm ? perm[k] : k)]);
-  }
+  const int stride = kpw * 16 + 8;
+  stage_x(xs, stride, x, perm, M, K, s0 * 16, (s1 - s0) * 16, 1.f);
   __syncthreads();
   if (!live) return;
   float acc[MT][8][4], accg[MT][8][4];
@@ -190,7 +207,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
           }
         }
         if (++gp == gs16) gp = 0;
-        const int kk = (s - s0) * 16 + 2 * t;
+        const int kk = (s - b0) * 16 + 2 * t;
         unsigned int a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -227,47 +244,172 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
     }
   }
   cp_wait<0>();
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-#pragma unroll
-      for (int j = 0; j < 4; j++) acc[mt][i][j] += S[(j & 1) * 8 + i] * accg[mt][i][j];
-  // partial sums -> workspace [ksplit][M][N]
-  float* part = partial + (long long)ks * M * N;
+  // one k range: y = sum + bias; several: atomically added into y, which the host zeroed (bias from range 0)
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
     for (int nt = 0; nt < 8; nt++) {
-      const int col = c * 64 + nt * 8 + 2 * t, r0 = mt * 16 + gid, r1 = r0 + 8;
-      if (r0 < M) __stcg(reinterpret_cast<float2*>(part + (long long)r0 * N + col), make_float2(acc[mt][nt][0], acc[mt][nt][1]));
-      if (r1 < M) __stcg(reinterpret_cast<float2*>(part + (long long)r1 * N + col), make_float2(acc[mt][nt][2], acc[mt][nt][3]));
+      const int col = c * 64 + nt * 8 + 2 * t;
+      const float b0 = bias && ks == 0 ? bias[col] : 0.f, b1 = bias && ks == 0 ? bias[col + 1] : 0.f;
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int r = mt * 16 + gid + 8 * h;
+        if (r >= M) continue;
+        const float v0 = acc[mt][nt][2 * h] + S[nt] * accg[mt][nt][2 * h] + b0;
+        const float v1 = acc[mt][nt][2 * h + 1] + S[8 + nt] * accg[mt][nt][2 * h + 1] + b1;
+        float* yp = y + (long long)r * N + col;
+        if (ksplit == 1) *reinterpret_cast<float2*>(yp) = make_float2(v0, v1);
+        else { atomicAdd(yp, v0); atomicAdd(yp + 1, v1); }
+      }
     }
+}
+
+
+// ---- GEMV path (M <= 4: decoding) on the same repacked layout ----
+// One lane streams one uint4 per k16 step (8 columns × 4 k values, see repack4_kernel), software-pipelined:
+// the loads of the next QV_UNROLL steps are in flight while the current ones are computed (no shared-memory ring). Nibbles become q − zero exactly in fp16 (as in the mma path);
+// products with x pair up in fp16 (x is staged as x/32 so that sums of 2 products stay far from fp16 overflow)
+// and are summed in fp32; a group's scale multiplies its sum once. The next group's (scale, zero) is fetched
+// a whole group ahead. Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, reduced in
+// shared memory; k ranges across blocks are reduced by the last block to arrive (as in qm4_kernel).
+#define QV_WARPS 4
+#define QV_UNROLL 4
+__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+template <int MR>
+__global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
+                                                            const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
+                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int spw, int ksplit) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
+  const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
+  const int c = blockIdx.x, ks = blockIdx.y;
+  const int b0 = ks * QV_WARPS * spw, b1 = min(b0 + QV_WARPS * spw, K16);  // this block's k16 steps
+  const int w0 = min(b0 + warp * spw, b1), w1 = min(w0 + spw, b1);         // this warp's
+  const int stride = QV_WARPS * spw * 16;
+  __half* xs = reinterpret_cast<__half*>(smem);                            // [M][stride]: x / 32
+  float* red = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));  // [QV_WARPS][MR][64]
+  stage_x(xs, stride, x, perm, M, K, b0 * 16, (b1 - b0) * 16, 1.f / 32.f);
+  __syncthreads();
+  float acc[MR][8], accg[MR][8];
+#pragma unroll
+  for (int m = 0; m < MR; m++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[m][i] = accg[m][i] = 0.f;
+  const uint4* src = packed + (long long)c * K16 * 32 + lane;
+  const uint4* szc = reinterpret_cast<const uint4*>(sz + ((long long)c * 8 + gid) * 8);  // + group·N64·16 uint4
+  const long long gstride = (long long)N64 * 16;
+  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
+  unsigned int Z[8], Z16[8];
+  float S[8];
+  uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
+  int grp = w0 / gs16, left = 0;  // steps left in the current group (0: enter the next one)
+  if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
+  // one k16 step st of this warp with its 16 bytes of weights qv
+  auto step = [&](const uint4 qv, const int st) {
+    if (left == 0) {  // a group starts: fold the finished one, take the prefetched params, prefetch the next
+        if (st != w0) {
+#pragma unroll
+          for (int m = 0; m < MR; m++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) { acc[m][i] += S[i] * accg[m][i]; accg[m][i] = 0.f; }
+          grp++;
+        }
+        const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+          const __half2 h = *reinterpret_cast<const __half2*>(&v[i]);
+          S[i] = __low2float(h) * 32.f;
+          const __half2 zz = __high2half2(h);                                  // 1024 + z
+          const __half2 z16 = __hneg2(__hsub2(zz, __float2half2_rn(960.f)));  // −(64 + z)
+          Z[i] = *reinterpret_cast<const unsigned int*>(&zz);
+          Z16[i] = *reinterpret_cast<const unsigned int*>(&z16);
+        }
+        left = (st == w0 ? gs16 - w0 % gs16 : gs16);
+        const long long ng = (long long)(grp + 1) * gstride;
+        if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
+      }
+      left--;
+      const int kk = (st - b0) * 16 + 2 * t;
+      const unsigned int qs[4] = {qv.x, qv.y, qv.z, qv.w};
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const unsigned int hi = qs[j] >> 8;
+        unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
+        unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
+        // column a (tile 2j) at k = 2t, 2t+1 | 2t+8, 2t+9; column b (tile 2j+1) likewise
+        const __half2 a0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[2 * j]));
+        const __half2 a1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[2 * j]));
+        const __half2 c0 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[2 * j + 1]));
+        const __half2 c1 = __hfma2(*reinterpret_cast<__half2*>(&h3), inv16, *reinterpret_cast<const __half2*>(&Z16[2 * j + 1]));
+#pragma unroll
+        for (int m = 0; m < MR; m++) {
+          if (m < M) {
+            const __half2 xlo = *reinterpret_cast<const __half2*>(xs + m * stride + kk);
+            const __half2 xhi = *reinterpret_cast<const __half2*>(xs + m * stride + kk + 8);
+            const __half2 pa = __hfma2(a1, xhi, __hmul2(a0, xlo)), pb = __hfma2(c1, xhi, __hmul2(c0, xlo));
+            const float2 fa = __half22float2(pa), fb = __half22float2(pb);
+            accg[m][2 * j] += fa.x + fa.y;
+            accg[m][2 * j + 1] += fb.x + fb.y;
+          }
+        }
+      }
+  };
+  // software pipeline: the next QV_UNROLL steps' loads are in flight while these are computed
+  uint4 qa[QV_UNROLL], qb[QV_UNROLL];
+  auto load = [&](uint4* q, const int s) {
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++) if (s + u < w1) q[u] = ld_stream(src + (long long)(s + u) * 32);
+  };
+  load(qa, w0);
+  for (int s = w0; s < w1; s += 2 * QV_UNROLL) {
+    load(qb, s + QV_UNROLL);
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++) if (s + u < w1) step(qa[u], s + u);
+    load(qa, s + 2 * QV_UNROLL);
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++) if (s + QV_UNROLL + u < w1) step(qb[u], s + QV_UNROLL + u);
+  }
+#pragma unroll
+  for (int m = 0; m < MR; m++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      float v = acc[m][i] + S[i] * accg[m][i];
+      if (w0 >= w1) v = 0.f;
+      v += __shfl_xor_sync(0xffffffff, v, 1);
+      v += __shfl_xor_sync(0xffffffff, v, 2);
+      if (t == 0) red[(warp * MR + m) * 64 + i * 8 + gid] = v;
+    }
+  __syncthreads();
+  // column chunk c: y (ksplit = 1) or this block's partial sums; the last block of the chunk adds them up
+  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+    const int m = i / 64, col = i % 64;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
+    const long long n = (long long)c * 64 + col;
+    if (ksplit == 1) y[(long long)m * N + n] = v + (bias ? bias[n] : 0.f);
+    else __stcg(partial + ((long long)ks * M + m) * N + n, v);
+  }
+  if (ksplit == 1) return;
   __threadfence();
-  int last = 0;
-  if (lane == 0) last = atomicAdd(counters + c, 1) == ksplit - 1;
-  last = __shfl_sync(0xffffffff, last, 0);
+  __syncthreads();
+  __shared__ int last;
+  if (threadIdx.x == 0) last = atomicAdd(counters + c, 1) == ksplit - 1;
+  __syncthreads();
   if (!last) return;
   __threadfence();
-  // the last warp: y[m, chunk] = bias + Σ_k2 partial[k2, m, chunk], two columns per lane, 8 loads in flight
-  for (int m = 0; m < M; m++) {
-    const int col = c * 64 + 2 * lane;
-    float2 sum = bias ? make_float2(bias[col], bias[col + 1]) : make_float2(0.f, 0.f);
-    int k2 = 0;
-    for (; k2 + 8 <= ksplit; k2 += 8) {
-      float2 v[8];
-#pragma unroll
-      for (int u = 0; u < 8; u++) v[u] = __ldcg(reinterpret_cast<const float2*>(partial + ((long long)(k2 + u) * M + m) * N + col));
-#pragma unroll
-      for (int u = 0; u < 8; u++) { sum.x += v[u].x; sum.y += v[u].y; }
-    }
-    for (; k2 < ksplit; k2++) {
-      const float2 v = __ldcg(reinterpret_cast<const float2*>(partial + ((long long)k2 * M + m) * N + col));
-      sum.x += v.x; sum.y += v.y;
-    }
-    *reinterpret_cast<float2*>(y + (long long)m * N + col) = sum;
+  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+    const int m = i / 64, col = i % 64;
+    const long long n = (long long)c * 64 + col;
+    float v = bias ? bias[n] : 0.f;
+    for (int k2 = 0; k2 < ksplit; k2++) v += __ldcg(partial + ((long long)k2 * M + m) * N + n);
+    y[(long long)m * N + n] = v;
   }
-  if (lane == 0) counters[c] = 0;
+  if (threadIdx.x == 0) counters[c] = 0;
 }
 
 static int sm_count() {
@@ -303,19 +445,61 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     opted = true;
   }
   const int N64 = N / 64, K16 = K / 16;
-  // per-chunk arrival counters live across calls (each call leaves them at zero); partial sums are scratch
+  // the GEMV's per-chunk arrival counters live across calls (each call leaves them at zero)
   static int* counters = nullptr;
   static int counters_len = 0;
-  if (counters_len < N64) {
-    if (counters) gq::release(counters);
-    counters = (int*)gq::scratch(sizeof(int) * N64);
-    if (!counters) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory");
+  if (counters_len < N64) {  // plain cudaMalloc, like the workspace below (not graph memory)
+    cudaStreamCaptureStatus cs;
+    GQ_CUDA(cudaStreamIsCapturing(gq::stream, &cs));
+    GQ_ARG(cs == cudaStreamCaptureStatusNone, "matmul4: a new widest shape (N=%d) inside a graph capture; run it once before capturing", N);
+    GQ_CUDA(cudaStreamSynchronize(gq::stream));
+    if (counters) cudaFree(counters);
+    counters = nullptr;
+    counters_len = 0;
+    GQ_CUDA(cudaMalloc(&counters, sizeof(int) * N64));
     GQ_CUDA(cudaMemsetAsync(counters, 0, sizeof(int) * N64, gq::stream));
     counters_len = N64;
+  }
+  if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) {
+    // one wave: 16 warps per multiprocessor (4 blocks at 124 registers per thread), each with >= 8 k16
+    // steps (x of a block's range fits shared memory). Holding M = 1 to 96 registers (5 blocks, a few bytes
+    // spilled) measured no faster on an H200.
+    const long long want = (long long)sm_count() * 16;
+    int ksplit = (int)((want + QV_WARPS * N64 - 1) / (QV_WARPS * N64));
+    ksplit = ksplit < 1 ? 1 : ksplit;
+    int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
+    spw = spw < 8 ? 8 : spw > 64 ? 64 : spw;
+    ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
+    const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
+    const size_t smem = (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)QV_WARPS * MR * 64 * sizeof(float);
+    // partial sums live in one grow-only buffer (plain cudaMalloc: stream-ordered allocations inside a captured
+    // decode graph would become graph memory nodes on every call); calls on the one stream never overlap
+    static float* workspace = nullptr;
+    static size_t workspace_len = 0;
+    const size_t need = ksplit > 1 ? (size_t)ksplit * M * N : 0;
+    if (need > workspace_len) {
+      cudaStreamCaptureStatus cs;
+      GQ_CUDA(cudaStreamIsCapturing(gq::stream, &cs));
+      GQ_ARG(cs == cudaStreamCaptureStatusNone, "matmul4: a new largest shape (M=%d, N=%d) inside a graph capture; run it once before capturing", M, N);
+      GQ_CUDA(cudaStreamSynchronize(gq::stream));
+      if (workspace) cudaFree(workspace);
+      workspace = nullptr;
+      workspace_len = 0;
+      GQ_CUDA(cudaMalloc(&workspace, sizeof(float) * need));
+      workspace_len = need;
+    }
+    dim3 grid(N64, ksplit);
+    const uint4* pk = reinterpret_cast<const uint4*>(packed);
+    if (MR == 1) qm4v_kernel<1><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
+    else if (MR == 2) qm4v_kernel<2><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
+    else qm4v_kernel<4><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
+    GQ_LAUNCHED("matmul4 (gemv)");
+    return GQ_OK;
   }
   for (int m0 = 0; m0 < M; m0 += 32) {
     const int mm = M - m0 < 32 ? M - m0 : 32;
     // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
+    const int MT = mm <= 16 ? 1 : 2;
     const long long want = (long long)sm_count() * 12;
     int ksplit = (int)((want + N64 - 1) / N64);
     ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
@@ -324,16 +508,14 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     const int maxk = (64 * 1024 / (mm * 2) - 8) / 16 / QM_DEPTH * QM_DEPTH;  // shared memory for x
     if (kpw > maxk) kpw = maxk;
     ksplit = (K16 + kpw - 1) / kpw;
-    float* workspace = (float*)gq::scratch(sizeof(float) * (size_t)ksplit * mm * N);
-    if (!workspace) return gq::fail(GQ_ERR_CUDA, "matmul4: out of device memory for %d partial sums", ksplit);
     const size_t smem = sizeof(QmRing) * QM_WARPS + (size_t)mm * (kpw * 16 + 8) * sizeof(__half);
     dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
     const uint4* pk = reinterpret_cast<const uint4*>(packed);
     float* yy = y + (long long)m0 * N;
     const float* xx = x + (long long)m0 * K;
-    if (mm <= 16) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, workspace, counters, mm, K, N, gs, kpw, ksplit);
-    else qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, workspace, counters, mm, K, N, gs, kpw, ksplit);
-    gq::release(workspace);
+    if (ksplit > 1) GQ_CUDA(cudaMemsetAsync(yy, 0, sizeof(float) * (size_t)mm * N, gq::stream));
+    if (MT == 1) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, mm, K, N, gs, kpw, ksplit);
+    else qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, mm, K, N, gs, kpw, ksplit);
     GQ_LAUNCHED("matmul4");
   }
   return GQ_OK;

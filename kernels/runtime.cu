@@ -154,6 +154,36 @@ int gq_timer_stop(float* ms) {
   return GQ_OK;
 }
 
+// CUDA graphs: everything queued between begin and end is recorded (stream-ordered allocations become graph
+// memory nodes), then replayed with one launch. Uploads/downloads (which synchronize) must stay outside.
+int gq_graph_begin(void) {
+  GQ_CHECK_INIT();
+  GQ_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+  return GQ_OK;
+}
+int gq_graph_end(void** exec) {
+  GQ_CHECK_INIT();
+  *exec = nullptr;
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream, &g);
+  if (e != cudaSuccess) { cudaGetLastError(); return fail(GQ_ERR_CUDA, "graph capture failed: %s", cudaGetErrorString(e)); }
+  cudaGraphExec_t x = nullptr;
+  e = cudaGraphInstantiate(&x, g, 0);
+  cudaGraphDestroy(g);
+  if (e != cudaSuccess) { cudaGetLastError(); return fail(GQ_ERR_CUDA, "graph instantiate failed: %s", cudaGetErrorString(e)); }
+  *exec = x;
+  return GQ_OK;
+}
+int gq_graph_launch(void* exec) {
+  GQ_CHECK_INIT();
+  GQ_CUDA(cudaGraphLaunch((cudaGraphExec_t)exec, stream));
+  return GQ_OK;
+}
+int gq_graph_free(void* exec) {
+  if (exec) GQ_CUDA(cudaGraphExecDestroy((cudaGraphExec_t)exec));
+  return GQ_OK;
+}
+
 int gq_hgemm_nt(const void* A, const void* B, void* C, int M, int N, int K) {
   GQ_CHECK_INIT();
   float one = 1.f, zero = 0.f;

@@ -2,10 +2,8 @@
 //   unpack_zeros  zeros [G, N] f32 from qzeros (+ offset: 1 for checkpoint_format gptq)
 //   generic       any bit width: one thread per output, the bit stream read directly
 //   dequant       W [N, K] f32, for large M (then matmul)
-//   q4_partial    4 bits, groups contiguous over whole int32 rows: a workgroup = 32 columns x 8 k-lanes over one
-//                 k range (coalesced 128-byte row reads), partial sums [ksplit, M, N] into y (scratch);
-//   q4_reduce     adds the partials (bound as x) and the bias into y
-struct P { M: u32, K: u32, N: u32, bits: u32, G: u32, offset: u32, has_bias: u32, ksplit: u32, rows_per_split: u32, gs: u32, nx: u32 }
+// (the fast 4-bit path for a few rows is quant_matmul_q4.wgsl)
+struct P { M: u32, K: u32, N: u32, bits: u32, G: u32, offset: u32, has_bias: u32, nx: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> qweight: array<u32>;
 @group(0) @binding(2) var<storage, read> scales: array<f32>;
@@ -61,47 +59,4 @@ fn dequant(@builtin(global_invocation_id) g: vec3u) {
   let n = idx % p.N;
   let gr = u32(gidx[k]);
   y[n * p.K + k] = scales[gr * p.N + n] * (code(k, n) - zeros[gr * p.N + n]);
-}
-
-var<workgroup> part: array<array<f32, 32>, 64>;  // [k-lane·8 + m][column]
-@compute @workgroup_size(32, 8)
-fn q4_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let n = wg.x * 32u + l.x;
-  let ks = wg.y;
-  let r0 = ks * p.rows_per_split;
-  let r1 = min(r0 + p.rows_per_split, p.K / 8u);
-  var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-  if (n < p.N) {
-    for (var r = r0 + l.y; r < r1; r += 8u) {
-      let word = qweight[r * p.N + n];
-      let gr = u32(gidx[r * 8u]);
-      let s = scales[gr * p.N + n];
-      let z = zeros[gr * p.N + n];
-      for (var m = 0u; m < p.M; m++) {
-        var d = 0.0;
-        for (var j = 0u; j < 8u; j++) { d += x[m * p.K + r * 8u + j] * (f32((word >> (4u * j)) & 15u) - z); }
-        acc[m] += s * d;
-      }
-    }
-  }
-  for (var m = 0u; m < 8u; m++) { part[l.y * 8u + m][l.x] = acc[m]; }
-  workgroupBarrier();
-  if (l.y == 0u && n < p.N) {
-    for (var m = 0u; m < p.M; m++) {
-      var s = 0.0;
-      for (var kl = 0u; kl < 8u; kl++) { s += part[kl * 8u + m][l.x]; }
-      y[(ks * p.M + m) * p.N + n] = s;
-    }
-  }
-}
-
-@compute @workgroup_size(256)
-fn q4_reduce(@builtin(global_invocation_id) g: vec3u) {
-  let idx = g.x + g.y * p.nx;
-  if (idx >= p.M * p.N) { return; }
-  let m = idx / p.N;
-  let n = idx % p.N;
-  var s = select(0.0, bias[n], p.has_bias != 0u);
-  for (var ks = 0u; ks < p.ksplit; ks++) { s += x[(ks * p.M + m) * p.N + n]; }
-  y[idx] = s;
 }

@@ -52,6 +52,8 @@ export interface AttentionOpts {
   headDim: number;
   /** when set (pos0 = 0): the T rows are T/seqLen independent sequences, each attending to its own rows of the caches */
   seqLen?: number;
+  /** i32 [1]: added to pos0 when the work runs, not when it is queued (graph replay; see `graphs`) */
+  posTensor?: Tensor;
 }
 
 export interface RopeOpts {
@@ -64,6 +66,27 @@ export interface RopeOpts {
   invFreq: Float32Array;
   /** attention scaling factor applied to cos/sin (1 except some rope types) */
   scale: number;
+  /** i32 [1]: added to pos0 when the work runs, not when it is queued (graph replay; see `graphs`) */
+  posTensor?: Tensor;
+}
+
+/** A recorded sequence of queued work, replayed with one call. */
+export interface DeviceGraph {
+  replay(): void;
+  free(): void;
+}
+
+/**
+ * Optional (CUDA): record the work a function queues and replay it later with one launch, so that host
+ * overhead does not bound a decode step. Values that change between replays (the token, the position) live
+ * in device tensors that the ops read when they run: embedding(ids: Tensor), RopeOpts/AttentionOpts
+ * posTensor, writeRows(…, rowTensor). Inside capture nothing may be uploaded or downloaded, and tensors
+ * created inside must be freed inside (write results into tensors made before).
+ */
+export interface GraphSupport {
+  capture(fn: () => void): DeviceGraph;
+  /** host data into an existing tensor (outside a capture) */
+  write(t: Tensor, data: HostArray): void;
 }
 
 /** Quantizer settings for the GPTQ column block. */
@@ -99,14 +122,14 @@ export interface Backend {
   // ---- decoder primitives (activations f32; weights f32/f16/bf16) ----
   /** x [M,K] @ w[N,K]ᵀ (+ bias [N]) -> [M,N] */
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
-  /** table [V,H], ids [T] -> [T,H] */
-  embedding(ids: Int32Array, table: Tensor): Tensor;
+  /** table [V,H], ids [T] (host, or an i32 tensor on this backend) -> [T,H] */
+  embedding(ids: Int32Array | Tensor, table: Tensor): Tensor;
   /** x [T,H], w [H] -> x / rms(x) * w */
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
   /** in place on x [T, heads*headDim], Hugging Face half-split layout (rotate_half) */
   rope(x: Tensor, opts: RopeOpts): void;
-  /** dst[row0 : row0+T, :] = src [T, C] (KV-cache write) */
-  writeRows(dst: Tensor, src: Tensor, row0: number): void;
+  /** dst[r : r+T, :] = src [T, C] with r = row0 (+ rowTensor[0] when the work runs) (KV-cache write) */
+  writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void;
   /** causal GQA attention: q [T, heads*hd], kCache/vCache [S, kvHeads*hd] -> [T, heads*hd] */
   attention(q: Tensor, kCache: Tensor, vCache: Tensor, opts: AttentionOpts): Tensor;
   /** silu(g) * u, both [T, I] */
@@ -160,6 +183,9 @@ export interface Backend {
   prepareQuantWeight(spec: QuantWeightSpec): QuantWeight;
   /** x [M, in] @ dequant(W)ᵀ (+ bias) -> [M, out] */
   quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
+
+  /** optional: CUDA graphs (see GraphSupport); the CPU backend implements the device-scalar op variants too */
+  readonly graphs?: GraphSupport;
 
   /** benchmarks: the dense baseline this backend is judged against on an [M,K]·[N,K]ᵀ product (optional) */
   denseBaseline?(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void };

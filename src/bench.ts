@@ -84,13 +84,24 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
   return rows;
 }
 
-export async function benchDecode(model: LlamaModel, tokens: number, prompt = 16): Promise<{ tokensPerSecond: number; msPerToken: number }> {
+export interface DecodeResult { tokensPerSecond: number; msPerToken: number; mode: "graph" | "eager"; graphError: string | null }
+
+/** decode tokens/s at batch 1 from a 16-token prompt (the prompt's pass is not counted), one row per mode */
+export async function benchDecode(model: LlamaModel, tokens: number, prompt = 16): Promise<DecodeResult[]> {
   const ids = Int32Array.from({ length: prompt }, (_, i) => (i * 7 + 3) % model.config.vocabSize);
-  await generateIds(model, ids, { maxNewTokens: 4, stopAtEos: false }); // warm-up
-  const t0 = performance.now();
-  await generateIds(model, ids, { maxNewTokens: tokens, stopAtEos: false });
-  const ms = performance.now() - t0;
-  return { tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens };
+  const out: DecodeResult[] = [];
+  for (const graph of model.backend.graphs ? [false, true] : [false]) {
+    await generateIds(model, ids, { maxNewTokens: 4, stopAtEos: false, graph }); // warm-up
+    let t0 = 0, mode: "graph" | "eager" = "eager", graphError: string | null = null;
+    await generateIds(model, ids, {
+      maxNewTokens: tokens + 1, stopAtEos: false, graph,
+      onToken: () => { if (!t0) t0 = performance.now(); }, // from the first sampled token on
+      onDecoder: (d) => { mode = d.mode; graphError = d.graphError; },
+    });
+    const ms = performance.now() - t0;
+    out.push({ tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens, mode, graphError });
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,6 @@
 /** Token-by-token generation with a KV cache: greedy at temperature 0, else temperature + top-p sampling. */
 import { InvalidArgumentError } from "./errors.ts";
-import type { LlamaModel } from "./model/llama.ts";
+import { Decoder, type LlamaModel } from "./model/llama.ts";
 import { seededRandom as rng } from "./gptq/calibration.ts";
 
 export interface GenerateOptions {
@@ -12,6 +12,10 @@ export interface GenerateOptions {
   stopAtEos?: boolean;
   /** called with each new token id and the text it adds */
   onToken?: (id: number, text: string) => void;
+  /** replay the decode step as a device graph where the backend has them (default: on, GPTQ_GRAPHS=0 turns off) */
+  graph?: boolean;
+  /** receives the decoder's final state (mode, graph error) */
+  onDecoder?: (d: Decoder) => void;
 }
 
 export function sampleToken(logits: Float32Array, temperature: number, topP: number, rand: () => number): number {
@@ -50,16 +54,13 @@ export async function generateIds(model: LlamaModel, prompt: Int32Array, opts: G
   if (prompt.length > maxLen) throw new InvalidArgumentError(`prompt: ${prompt.length} tokens exceed the model's context of ${model.config.maxPositions}`);
   const rand = rng(opts.seed ?? 0);
   const cache = model.newCache(maxLen);
+  const dec = new Decoder(model, cache, { graph: opts.graph });
   const ids = Array.from(prompt);
   const eos = new Set(model.config.eosTokenIds);
   try {
     let input = prompt;
     while (ids.length < maxLen) {
-      const logits = model.forward(input, { cache });
-      const all = (await model.backend.download(logits)) as Float32Array;
-      model.backend.free(logits);
-      const V = model.config.vocabSize;
-      const last = all.subarray(all.length - V);
+      const last = await dec.step(input);
       const next = sampleToken(last, temperature, topP, rand);
       ids.push(next);
       opts.onToken?.(next, "");
@@ -67,6 +68,8 @@ export async function generateIds(model: LlamaModel, prompt: Int32Array, opts: G
       input = Int32Array.of(next);
     }
   } finally {
+    opts.onDecoder?.(dec);
+    dec.free();
     model.freeCache(cache);
   }
   return ids;

@@ -1,5 +1,5 @@
 /** The library API: everything the CLI does, importable from TypeScript. */
-export { LlamaModel, type LoadOptions, type LayerWeights, type Linear, type KVCache } from "./model/llama.ts";
+export { LlamaModel, Decoder, type LoadOptions, type LayerWeights, type Linear, type KVCache } from "./model/llama.ts";
 export { evaluate, readDatasetText, type EvalOptions, type EvalResult } from "./eval.ts";
 export { generate, generateIds, type GenerateOptions } from "./generate.ts";
 export { inspectModel, formatInspect, type InspectResult } from "./inspect.ts";

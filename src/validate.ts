@@ -16,10 +16,20 @@ export function checkIds(ids: Int32Array, V: number): void {
   for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
 }
 
+/** a device scalar (position, row) given to an op: an i32 tensor of one element on the same backend */
+export function checkScalar(op: string, be: unknown, t: Tensor | undefined): void {
+  if (!t) return;
+  if (t.dtype !== "i32" || numel(t.shape) !== 1) throw new InvalidArgumentError(`${op}: a position tensor must be i32 with one element, got ${t.dtype} ${shapeStr(t.shape)}`);
+  if (t.backend !== be) throw new InvalidArgumentError(`${op}: the position tensor lives on backend "${t.backend.name}", not this one`);
+}
+
 /** src fits into dst [S, C] from row0: the row width and element count */
 export function rowsFit(dst: Tensor, src: Tensor, row0: number): { C: number; n: number } {
+  if (dst.shape.length !== 2) throw new InvalidArgumentError(`writeRows: dst must be [rows, C], got ${shapeStr(dst.shape)}`);
   const C = dst.shape[1]!;
   const n = numel(src.shape);
+  if (n % C !== 0 || src.shape[src.shape.length - 1] !== C) throw new InvalidArgumentError(`writeRows: src ${shapeStr(src.shape)} is not rows of ${C}`);
+  if (!(Number.isInteger(row0) && row0 >= 0)) throw new InvalidArgumentError(`writeRows: row0 must be a whole number >= 0, got ${row0}`);
   if (row0 * C + n > numel(dst.shape)) throw new InvalidArgumentError(`writeRows: rows ${row0}+${n / C} exceed ${shapeStr(dst.shape)}`);
   return { C, n };
 }

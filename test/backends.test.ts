@@ -1,10 +1,11 @@
 // End to end on every GPU backend against the CPU backend: perplexity, greedy generation, and a whole
 // GPTQ quantization (codes, losses and perplexity). GPTQ_E2E_MODEL overrides the model quantized.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DATA, gpuBackends, has } from "./helpers.ts";
+import { DATA, expectClose, gpuBackends, has } from "./helpers.ts";
+import { Decoder, type LlamaModel } from "../src/model/llama.ts";
 import { loadModel, evaluate, readDatasetText, generateIds, quantize } from "../src/index.ts";
 import { Checkpoint, typedView } from "../src/model/safetensors.ts";
 import { unpackQweight } from "../src/gptq/pack.ts";
@@ -29,6 +30,48 @@ for (const b of backends) {
       const m = await loadModel(STORIES, { backend: b.backend! });
       const ids = await generateIds(m, Int32Array.of(1), { maxNewTokens: 64, stopAtEos: false });
       expect(ids.slice(0, ref.greedy_from_bos.token_ids.length)).toEqual(ref.greedy_from_bos.token_ids);
+    });
+    test.skipIf(!b.backend?.graphs || !existsSync(E2E))("decode graph: replayed steps give the eager steps' logits (4-bit model)", async () => {
+      // a 4-bit model (RTN is enough to exercise the packed kernels), quantized here on this backend
+      const dir = join(mkdtempSync(join(tmpdir(), "gptq-graph-")), "q4");
+      await quantize(E2E, { out: dir, method: "rtn", bits: 4, groupSize: 128, progress: false, backend: b.backend! });
+      const m = await loadModel(dir, { backend: b.backend! });
+      const run = async (graph: boolean) => {
+        const cache = m.newCache(48), d = new Decoder(m, cache, { graph });
+        const logits: Float32Array[] = [];
+        let input = Int32Array.from([1, 450, 1996, 1354, 701].map((i) => i % m.config.vocabSize));
+        for (let i = 0; i < 32; i++) {
+          const l = await d.step(input);
+          logits.push(l.slice());
+          let best = 0;
+          for (let j = 1; j < l.length; j++) if (l[j]! > l[best]!) best = j;
+          input = Int32Array.of(best);
+        }
+        const r = { logits, mode: d.mode, error: d.graphError };
+        d.free();
+        m.freeCache(cache);
+        return r;
+      };
+      const e = await run(false), g = await run(true);
+      expect(g.error).toBeNull();
+      expect([e.mode, g.mode]).toEqual(["eager", "graph"]);
+      // same kernels either way; only the order of the packed matmul's atomic split-K sums may differ
+      for (let i = 0; i < e.logits.length; i++) expectClose(g.logits[i]!, e.logits[i]!, 1e-4, `step ${i}`);
+    });
+    test.skipIf(!b.backend?.graphs)("graph capture refuses uploads and tensors left alive inside it", async () => {
+      const be = b.backend!;
+      expect(() => be.graphs!.capture(() => { be.upload(new Float32Array(4), [4], "f32"); })).toThrow(/graph capture/);
+      expect(() => be.graphs!.capture(() => { be.zeros([4], "f32"); })).toThrow(/not freed inside/);
+      // and still works afterwards: a captured add, replayed on new inputs
+      const a = be.upload(Float32Array.of(1, 2, 3), [1, 3], "f32"), c = be.zeros([1, 3], "f32");
+      const g = be.graphs!.capture(() => { const s = be.add(a, a); be.writeRows(c, s, 0); be.free(s); });
+      expect(Array.from((await be.download(c)) as Float32Array)).toEqual([0, 0, 0]); // captured, not run
+      g.replay();
+      expect(Array.from((await be.download(c)) as Float32Array)).toEqual([2, 4, 6]);
+      be.graphs!.write(a, Float32Array.of(5, 6, 7));
+      g.replay();
+      expect(Array.from((await be.download(c)) as Float32Array)).toEqual([10, 12, 14]);
+      g.free();
     });
     test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw"))(`quantize ${E2E.split("/").pop()}: same codes where inputs agree, same losses, perplexity within 0.5%`, async () => {
       const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));

@@ -84,6 +84,9 @@ export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) 
   }
 }
 
+/** backends whose ops take positions as device scalars (graphs), and the CPU oracle */
+export const devicePositions = (be: Backend) => be.name === "cpu" || Boolean(be.graphs);
+
 /** an output tensor pre-filled with NaN so unwritten elements show */
 export function poisoned(be: Backend, shape: number[]): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);

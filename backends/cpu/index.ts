@@ -9,7 +9,7 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { checkIds, checkScalar, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 import { blasAvailable, dpotrfUpper, dpotriUpper, sgemm, ssyrkT } from "./blas.ts";
 import { findParams, quantCode } from "../../src/gptq/quantizer.ts";
 import { packQweight, readStream } from "../../src/gptq/pack.ts";
@@ -29,6 +29,8 @@ class CpuTensor implements Tensor {
 }
 
 const f = (t: Tensor) => t.handle as Float32Array;
+/** the value of an optional device scalar (i32 [1]); on the CPU "when the work runs" is now */
+const scalar = (t?: Tensor) => (t ? (t.handle as Int32Array)[0]! : 0);
 
 function expectShape(name: string, t: Tensor, rank: number): void {
   if (t.shape.length !== rank) throw new InvalidArgumentError(`${name}: expected rank ${rank}, got shape ${shapeStr(t.shape)}`);
@@ -82,9 +84,11 @@ export class CpuBackend implements Backend {
     return this.make([M, N], "f32", out);
   }
 
-  embedding(ids: Int32Array, table: Tensor): Tensor {
+  embedding(idsIn: Int32Array | Tensor, table: Tensor): Tensor {
     // table [V,H], ids [T] -> [T,H]
     const [V, H] = table.shape as [number, number];
+    if (!(idsIn instanceof Int32Array) && (idsIn.dtype !== "i32" || idsIn.backend !== this)) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend`);
+    const ids = idsIn instanceof Int32Array ? idsIn : (idsIn.handle as Int32Array);
     checkIds(ids, V);
     const out = outF32(ids.length * H);
     const tb = f(table);
@@ -116,8 +120,10 @@ export class CpuBackend implements Backend {
     const T = numel(x.shape) / C;
     const xs = f(x);
     const cos = new Float32Array(half), sin = new Float32Array(half);
+    checkScalar("rope", this, o.posTensor);
+    const pos0 = o.pos0 + scalar(o.posTensor);
     for (let t = 0; t < T; t++) {
-      const p = o.pos0 + (o.seqLen ? t % o.seqLen : t);
+      const p = pos0 + (o.seqLen ? t % o.seqLen : t);
       for (let i = 0; i < half; i++) {
         const a = Math.fround(p * o.invFreq[i]!);
         cos[i] = Math.cos(a) * o.scale;
@@ -134,14 +140,18 @@ export class CpuBackend implements Backend {
     }
   }
 
-  writeRows(dst: Tensor, src: Tensor, row0: number): void {
+  writeRows(dst: Tensor, src: Tensor, row0In: number, rowTensor?: Tensor): void {
+    checkScalar("writeRows", this, rowTensor);
+    const row0 = row0In + scalar(rowTensor);
     const { C } = rowsFit(dst, src, row0);
     f(dst).set(f(src), row0 * C);
   }
 
   attention(q: Tensor, kCache: Tensor, vCache: Tensor, o: AttentionOpts): Tensor {
     // q [T, heads·hd]; caches [S, kvHeads·hd] hold rows [0, pos0+T) (or B sequences of seqLen rows); out [T, heads·hd]
-    const { heads, kvHeads, headDim: hd, pos0 } = o;
+    const { heads, kvHeads, headDim: hd } = o;
+    checkScalar("attention", this, o.posTensor);
+    const pos0 = o.pos0 + scalar(o.posTensor);
     const QC = heads * hd;
     const T = numel(q.shape) / QC;
     const out = outF32(T * QC);

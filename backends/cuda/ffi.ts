@@ -26,13 +26,18 @@ export const symbols = {
   gq_mem_info: { args: [P, P], returns: i32 },
   gq_timer_start: { args: [], returns: i32 },
   gq_timer_stop: { args: [P], returns: i32 },
+  gq_graph_begin: { args: [], returns: i32 },
+  gq_graph_end: { args: [P], returns: i32 },
+  gq_graph_launch: { args: [P], returns: i32 },
+  gq_graph_free: { args: [P], returns: i32 },
   gq_convert: { args: [P, P, i64, i32], returns: i32 },
   gq_gemm: { args: [i32, i32, i32, i32, i32, f32, P, i32, P, i32, f32, P, i32], returns: i32 },
   gq_add_bias: { args: [P, P, i32, i32], returns: i32 },
   gq_embedding: { args: [P, P, P, i32, i32, i32], returns: i32 },
   gq_rms_norm: { args: [P, P, P, i32, i32, f32], returns: i32 },
-  gq_rope: { args: [P, P, i32, i32, i32, i32, i32, f32], returns: i32 },
-  gq_attention: { args: [P, P, P, P, i32, i32, i32, i32, i32, i32], returns: i32 },
+  gq_rope: { args: [P, P, i32, i32, i32, i32, P, i32, f32], returns: i32 },
+  gq_attention: { args: [P, P, P, P, i32, i32, P, i32, i32, i32, i32, i32], returns: i32 },
+  gq_write_rows: { args: [P, P, i32, P, i32, i32, i32], returns: i32 },
   gq_silu_mul: { args: [P, P, P, i64], returns: i32 },
   gq_add: { args: [P, P, P, i64], returns: i32 },
   gq_scale: { args: [P, f32, i64], returns: i32 },
@@ -55,7 +60,7 @@ export const symbols = {
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

@@ -3,7 +3,7 @@
  * one stream, so calls return at once; download() and sync() wait. Device memory comes from CUDA's
  * stream-ordered pool. Dense weights are widened to f32 on the device at upload.
  */
-import type { AttentionOpts, Backend, BackendFactory, GptqBlockArgs, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts } from "../../src/backend.ts";
+import type { AttentionOpts, Backend, BackendFactory, DeviceGraph, GptqBlockArgs, GraphSupport, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts } from "../../src/backend.ts";
 import type { DType } from "../../src/dtype.ts";
 import { DTYPE_BYTES } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
@@ -11,13 +11,13 @@ import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError } from "../../src/errors.ts";
 import type { Pointer } from "bun:ffi";
 import { findNvidiaLibrary, openLibrary, type CudaLib } from "./ffi.ts";
-import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { checkIds, checkScalar, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 
 type Ptr = Pointer;
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 
-interface Buf { ptr: Ptr; bytes: number; freed: boolean }
+interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean }
 
 class CudaTensor implements Tensor {
   constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
@@ -38,7 +38,58 @@ export class CudaBackend implements Backend {
   private readonly registry = new FinalizationRegistry<Buf>((b) => this.release(b));
   private readonly invFreqCache = new WeakMap<Float32Array, Buf>();
 
+  /** set while a graph is being captured: buffers made inside, frees of outside buffers put off until the end */
+  private capture: { inside: Set<Buf>; deferred: Buf[] } | null = null;
+
   constructor(readonly lib: CudaLib, readonly device: string, readonly info: Record<string, unknown>) {}
+
+  readonly graphs: GraphSupport = {
+    capture: (fn: () => void): DeviceGraph => {
+      if (this.capture) throw new InvalidArgumentError("cuda: graph captures do not nest");
+      this.check(this.lib.gq_graph_begin(), "graph capture");
+      const cap = (this.capture = { inside: new Set<Buf>(), deferred: [] as Buf[] });
+      const exec = new BigUint64Array(1);
+      let err: unknown = null;
+      try {
+        fn();
+      } catch (e) {
+        err = e;
+      } finally {
+        const rc = this.lib.gq_graph_end(exec);
+        this.capture = null;
+        for (const b of cap.deferred) this.release(b);
+        if (!err && rc !== 0) err = new NativeError(`cuda graph: ${this.lib.gq_last_error()}`);
+        if (!err && cap.inside.size) err = new InvalidArgumentError(`cuda graph: ${cap.inside.size} tensor(s) created inside the capture were not freed inside it; write results into tensors made before the capture`);
+      }
+      const handle = Number(exec[0]) as Ptr;
+      if (err) {
+        for (const b of cap.inside) b.freed = true; // graph memory that never existed outside the graph
+        if (handle) this.lib.gq_graph_free(handle);
+        throw err;
+      }
+      let live = true;
+      return {
+        replay: () => {
+          if (!live) throw new InvalidArgumentError("cuda graph: replay after free");
+          this.check(this.lib.gq_graph_launch(handle), "graph launch");
+        },
+        free: () => {
+          if (live) this.lib.gq_graph_free(handle);
+          live = false;
+        },
+      };
+    },
+    write: (t: Tensor, data: HostArray) => {
+      const b = t.handle as Buf;
+      if (data.byteLength > b.bytes) throw new InvalidArgumentError(`write: ${data.byteLength} bytes do not fit tensor ${shapeStr(t.shape)} (${b.bytes} bytes)`);
+      this.noCapture("write");
+      this.check(this.lib.gq_upload(this.p(t), data, data.byteLength), "upload");
+    },
+  };
+
+  private noCapture(what: string): void {
+    if (this.capture) throw new InvalidArgumentError(`cuda: ${what} cannot run inside a graph capture (it waits for the device)`);
+  }
 
   check(rc: number, what: string): void {
     if (rc !== 0) throw new NativeError(`cuda ${what}: ${this.lib.gq_last_error()}`);
@@ -46,10 +97,21 @@ export class CudaBackend implements Backend {
   private alloc(bytes: number): Buf {
     const out = new BigUint64Array(1);
     this.check(this.lib.gq_malloc(out, Math.max(bytes, 1)), `malloc(${bytes})`);
-    return { ptr: Number(out[0]) as Ptr, bytes, freed: false };
+    const b: Buf = { ptr: Number(out[0]) as Ptr, bytes, freed: false };
+    if (this.capture) {
+      b.inGraph = true;
+      this.capture.inside.add(b);
+    }
+    return b;
   }
   private release(b: Buf): void {
     if (b.freed) return;
+    if (this.capture) {
+      if (!this.capture.inside.delete(b)) {
+        this.capture.deferred.push(b); // made outside: its free must not become part of the graph
+        return;
+      }
+    }
     b.freed = true;
     this.lib.gq_free(b.ptr);
   }
@@ -67,6 +129,7 @@ export class CudaBackend implements Backend {
     return this.alloc(bytes);
   }
   private hostUpload(data: HostArray): Buf {
+    this.noCapture("upload");
     const b = this.alloc(data.byteLength);
     this.check(this.lib.gq_upload(b.ptr, data, data.byteLength), "upload");
     return b;
@@ -102,6 +165,7 @@ export class CudaBackend implements Backend {
     return this.wrap(shape, dtype, b);
   }
   async download(t: Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
+    this.noCapture("download");
     const n = numel(t.shape);
     const out = t.dtype === "i32" ? new Int32Array(n) : t.dtype === "u8" ? new Uint8Array(n) : new Float32Array(n);
     if (n) this.check(this.lib.gq_download(out, this.p(t), out.byteLength), "download");
@@ -133,8 +197,16 @@ export class CudaBackend implements Backend {
     if (bias) this.check(this.lib.gq_add_bias(this.p(y), this.p(bias), M, N), "add_bias");
     return y;
   }
-  embedding(ids: Int32Array, table: Tensor): Tensor {
+  embedding(ids: Int32Array | Tensor, table: Tensor): Tensor {
     const [V, H] = table.shape as [number, number];
+    if (!(ids instanceof Int32Array)) {
+      // ids on the device (a graph input) cannot be checked here: the kernel reads an out-of-range id as row 0
+      if (ids.dtype !== "i32" || ids.backend !== this) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend, got ${ids.dtype} on ${ids.backend.name}`);
+      const T = numel(ids.shape);
+      const y = this.out([T, H]);
+      this.check(this.lib.gq_embedding(this.p(y), this.p(table), this.p(ids), T, H, V), "embedding");
+      return y;
+    }
     checkIds(ids, V);
     const idb = this.hostUpload(ids);
     const y = this.out([ids.length, H]);
@@ -156,16 +228,20 @@ export class CudaBackend implements Backend {
       this.invFreqCache.set(o.invFreq, inv);
     }
     const T = numel(x.shape) / (o.heads * o.headDim);
-    this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.seqLen ?? 0, o.scale), "rope");
+    checkScalar("rope", this, o.posTensor);
+    this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, o.seqLen ?? 0, o.scale), "rope");
   }
-  writeRows(dst: Tensor, src: Tensor, row0: number): void {
+  writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void {
     const { C, n } = rowsFit(dst, src, row0);
-    this.check(this.lib.gq_copy((this.p(dst) + row0 * C * 4) as Ptr, this.p(src), n * 4), "copy");
+    checkScalar("writeRows", this, rowTensor);
+    // a kernel rather than cudaMemcpyAsync: a graph capture rejects copies from memory the graph allocates
+    this.check(this.lib.gq_write_rows(this.p(dst), this.p(src), row0, rowTensor ? this.p(rowTensor) : null, dst.shape[0]!, n / C, C), "write_rows");
   }
   attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
     const T = numel(q.shape) / (o.heads * o.headDim);
     const y = this.out([T, o.heads * o.headDim]);
-    this.check(this.lib.gq_attention(this.p(y), this.p(q), this.p(k), this.p(v), T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim), "attention");
+    checkScalar("attention", this, o.posTensor);
+    this.check(this.lib.gq_attention(this.p(y), this.p(q), this.p(k), this.p(v), T, o.pos0, o.posTensor ? this.p(o.posTensor) : null, k.shape[0]!, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim), "attention");
     return y;
   }
   siluMul(g: Tensor, u: Tensor): Tensor {

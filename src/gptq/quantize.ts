@@ -93,6 +93,8 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
     packedLen(inF, g.bits, `${LINEAR_PATH[n]}: in_features ${inF} at ${g.bits} bits`);
     packedLen(out, g.bits, `${LINEAR_PATH[n]}: out_features ${out} at ${g.bits} bits`);
   }
+  // RTN is the baseline, not the product: it rounds on the host whatever the backend, and says so
+  if (method === "rtn" && be.name !== "cpu") log(`--method rtn: rounding runs on the host CPU (TypeScript), not on ${be.name}`);
   const writer = new CheckpointWriter(opts.out, parseSize(opts.maxShardSize ?? "2GB"), opts.overwrite);
   const modules: ModuleReport[] = [];
   const show = opts.progress !== false;
@@ -107,7 +109,9 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
     }
     const bar = show ? new Progress("quantize", c.numLayers) : null;
     for (let li = 0; li < c.numLayers; li++) {
+      const prof = new PhaseTimer(be);
       const L = model.layer(li);
+      await prof.mark("load");
       const results = new Map<LinearName, QuantizedLinear>();
       const done = (n: LinearName, q: QuantizedLinear) => {
         results.set(n, q);
@@ -118,7 +122,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
       if (method === "rtn") {
         for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, rtnOne(model, li, n, g));
       } else {
-        Xs = await gptqLayer(model, L, Xs, seqlen, nsamples, g, trueSequential, done);
+        Xs = await gptqLayer(model, L, Xs, seqlen, nsamples, g, trueSequential, done, prof);
       }
       for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
         const prefix = `model.layers.${li}.${LINEAR_PATH[n]}`;
@@ -127,6 +131,8 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
       }
       for (const norm of ["input_layernorm", "post_attention_layernorm"]) writer.add(copyTensor(model, `model.layers.${li}.${norm}.weight`));
       model.freeLayer(li);
+      await prof.mark("pack+write");
+      prof.flush(`layer ${li + 1}`);
       bar?.tick(1, `layer ${li + 1}`);
       await yieldToEventLoop();
     }
@@ -207,9 +213,31 @@ export function chunkRows(be: Backend, widest: number, seqLen: number, total: nu
  * Quantize one layer's linears; returns the layer's output with quantized weights. The calibration set
  * streams through in chunks of whole sequences (Xs); Hessians accumulate over the chunks.
  */
+/**
+ * GPTQ_PROFILE=1: wall time of each phase of a layer, measured after waiting for the device (slows the run
+ * a little; printed to stderr as "profile layer N: phase s, …").
+ */
+class PhaseTimer {
+  private t = performance.now();
+  private parts: string[] = [];
+  readonly on = Boolean(process.env.GPTQ_PROFILE);
+  constructor(private readonly be: { sync(): Promise<void> }) {}
+  async mark(label: string): Promise<void> {
+    if (!this.on) return;
+    await this.be.sync();
+    const now = performance.now();
+    this.parts.push(`${label} ${((now - this.t) / 1000).toFixed(3)}`);
+    this.t = now;
+  }
+  flush(prefix: string): void {
+    if (this.on && this.parts.length) console.error(`profile ${prefix}: ${this.parts.join(", ")}`);
+    this.parts = [];
+  }
+}
+
 async function gptqLayer(
   model: LlamaModel, L: LayerWeights, Xs: Tensor[], seqLen: number, nsamples: number, g: GptqOptions, trueSequential: boolean,
-  done: (n: LinearName, q: QuantizedLinear) => void,
+  done: (n: LinearName, q: QuantizedLinear) => void, prof: PhaseTimer,
 ): Promise<Tensor[]> {
   const be = model.backend, c = model.config;
   const H = c.hiddenSize, I = c.intermediateSize, QD = c.numHeads * c.headDim;
@@ -270,14 +298,18 @@ async function gptqLayer(
       be.free(h1);
     }
     finishHessian(be, Hattn, nsamples);
+    await prof.mark("hessian(qkv)");
     for (const n of SEQUENTIAL_GROUPS[0]!) await swap(n, Hattn);
+    await prof.mark("gptq(qkv)");
     // [o] on the attention output computed with the quantized q/k/v
     const As = Xs.map((x) => {
       const a = attnIn(x);
       be.hessianAccumulate(Ho, a);
       return a;
     });
+    await prof.mark("attention+hessian(o)");
     await swap("o", finishHessian(be, Ho, nsamples));
+    await prof.mark("gptq(o)");
     // [up, gate] on norm2(X + o(attention)) with the quantized o
     const X2s = Xs.map((x, i) => {
       const ao = linear(be, As[i]!, L.o);
@@ -289,7 +321,9 @@ async function gptqLayer(
       return x2;
     });
     finishHessian(be, Hmlp, nsamples);
+    await prof.mark("o+hessian(mlp)");
     for (const n of SEQUENTIAL_GROUPS[2]!) await swap(n, Hmlp);
+    await prof.mark("gptq(gate,up)");
     // [down] on silu(gate)·up with the quantized gate and up
     const Acts = X2s.map((x2) => {
       const h2 = norm2(x2);
@@ -298,15 +332,19 @@ async function gptqLayer(
       be.hessianAccumulate(Hdown, act);
       return act;
     });
+    await prof.mark("gate,up+hessian(down)");
     await swap("down", finishHessian(be, Hdown, nsamples));
+    await prof.mark("gptq(down)");
     for (const h of [Hattn, Ho, Hmlp, Hdown]) be.free(h);
     // the layer's output with every linear quantized: the next layer's input
-    return X2s.map((x2, i) => {
+    const outs = X2s.map((x2, i) => {
       const y = linear(be, Acts[i]!, L.down);
       const out = be.add(x2, y);
       be.free(y); be.free(Acts[i]!); be.free(x2);
       return out;
     });
+    await prof.mark("down");
+    return outs;
   }
   for (const h of [Hattn, Ho, Hmlp, Hdown]) be.free(h);
   // the layer's output with every linear quantized: the next layer's input

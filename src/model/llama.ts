@@ -8,7 +8,7 @@
  *               h = rmsNorm(x); x = x + (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ
  *   logits = rmsNorm(x) Wlmᵀ                         [T, V]
  */
-import type { Backend, QuantWeight, QuantWeightSpec } from "../backend.ts";
+import type { Backend, DeviceGraph, QuantWeight, QuantWeightSpec } from "../backend.ts";
 import { selectBackend } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
@@ -251,15 +251,17 @@ export function linear(be: Backend, x: Tensor, l: Linear): Tensor {
   return l.q ? be.quantMatmul(x, l.q, l.bias) : be.matmul(x, l.w!, l.bias);
 }
 
-export type SeqOpts = { cache: KVCache; layer: number } | { seqLen: number };
+/** through a KV cache (posTensor: the position is a device scalar read when the work runs), or independent sequences */
+export type SeqOpts = { cache: KVCache; layer: number; posTensor?: Tensor } | { seqLen: number };
 
 /** q, k, v with rope applied; k/v written to the cache when there is one */
 export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q: Tensor; k: Tensor; v: Tensor } {
   const be = m.backend, c = m.config;
-  const pos0 = "cache" in o ? o.cache.length : 0;
+  const posTensor = "cache" in o ? o.posTensor : undefined;
+  const pos0 = "cache" in o && !posTensor ? o.cache.length : 0;
   const seqLen = "cache" in o ? undefined : o.seqLen;
   const q = linear(be, h, L.q), k = linear(be, h, L.k), v = linear(be, h, L.v);
-  const rope = { headDim: c.headDim, pos0, seqLen, invFreq: c.rope.invFreq, scale: c.rope.attentionScaling };
+  const rope = { headDim: c.headDim, pos0, seqLen, invFreq: c.rope.invFreq, scale: c.rope.attentionScaling, posTensor };
   be.rope(q, { ...rope, heads: c.numHeads });
   be.rope(k, { ...rope, heads: c.numKvHeads });
   return { q, k, v };
@@ -271,6 +273,11 @@ export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor }, o:
   const a = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   if ("cache" in o) {
     const kc = o.cache.k[o.layer]!, vc = o.cache.v[o.layer]!;
+    if (o.posTensor) {
+      be.writeRows(kc, t.k, 0, o.posTensor);
+      be.writeRows(vc, t.v, 0, o.posTensor);
+      return be.attention(t.q, kc, vc, { ...a, pos0: 0, posTensor: o.posTensor });
+    }
     be.writeRows(kc, t.k, o.cache.length);
     be.writeRows(vc, t.v, o.cache.length);
     return be.attention(t.q, kc, vc, { ...a, pos0: o.cache.length });
@@ -307,4 +314,82 @@ export function mlp(m: LlamaModel, L: LayerWeights, x: Tensor): Tensor {
   const y = linear(be, act, L.down);
   be.free(act);
   return y;
+}
+
+/**
+ * Decoding through a KV cache, one call per step. On a backend with graphs (CUDA), single-token steps after
+ * the first (eager) one are captured once as a graph (embedding … logits, every layer) and replayed: the token
+ * and the position go in as device scalars, so host overhead no longer bounds tokens per second. Other
+ * backends, or `graph: false` (GPTQ_GRAPHS=0), run every step eagerly. If capture fails, decoding goes on
+ * eagerly and `graphError` says why (printed once unless GPTQ_QUIET).
+ */
+export class Decoder {
+  private graph: DeviceGraph | null = null;
+  private io: { tok: Tensor; pos: Tensor; logits: Tensor } | null = null;
+  private singleSteps = 0;
+  graphError: string | null = null;
+  readonly wantGraph: boolean;
+
+  constructor(readonly model: LlamaModel, readonly cache: KVCache, opts: { graph?: boolean } = {}) {
+    this.wantGraph = (opts.graph ?? process.env.GPTQ_GRAPHS !== "0") && Boolean(model.backend.graphs);
+  }
+
+  get mode(): "graph" | "eager" {
+    return this.graph ? "graph" : "eager";
+  }
+
+  /** feed ids (the prompt, or the last sampled token) and return the logits of the last one [V] */
+  async step(ids: Int32Array): Promise<Float32Array> {
+    const m = this.model, be = m.backend, V = m.config.vocabSize, cache = this.cache;
+    if (cache.length + ids.length > cache.maxLen) throw new InvalidArgumentError(`sequence of ${cache.length + ids.length} tokens exceeds the KV cache of ${cache.maxLen}`);
+    // the first single-token step runs eagerly: it sizes the kernels' buffers for exactly this step's shapes
+    if (ids.length === 1 && this.singleSteps++ > 0 && this.wantGraph && !this.graphError) {
+      if (!this.graph) this.capture();
+      if (this.graph && this.io) {
+        const g = be.graphs!;
+        g.write(this.io.tok, ids);
+        g.write(this.io.pos, Int32Array.of(cache.length));
+        this.graph.replay();
+        cache.length += 1;
+        return (await be.download(this.io.logits)) as Float32Array;
+      }
+    }
+    const logits = m.forward(ids, { cache });
+    const all = (await be.download(logits)) as Float32Array;
+    be.free(logits);
+    return all.subarray(all.length - V);
+  }
+
+  private capture(): void {
+    const m = this.model, be = m.backend, c = m.config, cache = this.cache;
+    const io = { tok: be.zeros([1], "i32"), pos: be.zeros([1], "i32"), logits: be.empty([1, c.vocabSize], "f32") };
+    try {
+      this.graph = be.graphs!.capture(() => {
+        let x = be.embedding(io.tok, m.embed);
+        for (let i = 0; i < c.numLayers; i++) {
+          const y = layerForward(m, m.layer(i), x, { cache, layer: i, posTensor: io.pos });
+          be.free(x);
+          x = y;
+        }
+        const h = be.rmsNorm(x, m.norm, c.rmsNormEps);
+        be.free(x);
+        const lg = be.matmul(h, m.lmHead);
+        be.free(h);
+        be.writeRows(io.logits, lg, 0);
+        be.free(lg);
+      });
+      this.io = io;
+    } catch (e) {
+      for (const t of Object.values(io)) be.free(t);
+      this.graphError = (e as Error).message;
+      if (!process.env.GPTQ_QUIET) console.error(`gptq: decode graph capture failed, decoding eagerly: ${this.graphError}`);
+    }
+  }
+
+  free(): void {
+    this.graph?.free();
+    this.graph = null;
+    if (this.io) for (const t of Object.values(this.io)) this.model.backend.free(t);
+    this.io = null;
+  }
 }

@@ -1,6 +1,6 @@
 // attention: q [T, heads·hd], K/V caches [S, kvHeads·hd] -> [T, heads·hd], causal, grouped-query heads
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 
 /** softmax(q·kᵀ/√hd over keys 0..pos0+t) · v, in float64 */
@@ -37,6 +37,11 @@ async function check(be: Backend, oracle?: Backend) {
     const run = async (B: Backend) => dl(B.attention(B.upload(q, [T, heads * hd], "f32"), B.upload(k, [S, kvHeads * hd], "f32"), B.upload(v, [S, kvHeads * hd], "f32"), { pos0, heads, kvHeads, headDim: hd }));
     const want = oracle ? await run(oracle) : ref(q, k, v, T, pos0, heads, kvHeads, hd);
     expectClose(await run(be), want, 1e-4, `attention T=${T} heads=${heads}/${kvHeads} hd=${hd} pos0=${pos0}`);
+    if (devicePositions(be) && T <= 3) {
+      // decoding with the position as a device scalar (graph replay): same result, the cache length bounds it
+      const got = await dl(be.attention(be.upload(q, [T, heads * hd], "f32"), be.upload(k, [S, kvHeads * hd], "f32"), be.upload(v, [S, kvHeads * hd], "f32"), { pos0: 0, heads, kvHeads, headDim: hd, posTensor: be.upload(Int32Array.of(pos0), [1], "i32") }));
+      expectClose(got, want, 1e-4, `attention (device position) T=${T} heads=${heads}/${kvHeads} hd=${hd} pos0=${pos0}`);
+    }
   }
   // several independent sequences side by side (calibration / eval batches)
   for (const [B_, T] of [[3, 5], [2, 127]] as const) {

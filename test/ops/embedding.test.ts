@@ -18,6 +18,9 @@ async function check(be: Backend, oracle?: Backend) {
       ids.forEach((id, t) => want.set(t32.subarray(id * H, id * H + H), t * H));
     }
     expectClose(got, want, 0, `embedding T=${T} V=${V} H=${H}`);
+    // ids already on the device (a graph's input)
+    const gotT = await dl(be.embedding(be.upload(ids, [T], "i32"), be.upload(table, [V, H], "f16")));
+    expectClose(gotT, want, 0, `embedding (device ids) T=${T} V=${V} H=${H}`);
   }
 }
 

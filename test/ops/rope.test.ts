@@ -1,6 +1,6 @@
 // rope: x [T, heads·hd] in place, Hugging Face half-split layout: (x1, x2) -> (x1 cos − x2 sin, x2 cos + x1 sin)
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import { computeInvFreq } from "../../src/model/config.ts";
 
@@ -29,6 +29,12 @@ async function check(be: Backend, oracle?: Backend) {
     };
     const want = oracle ? await run(oracle) : ref(x, T, heads, hd, (t) => pos0 + t, inv);
     expectClose(await run(be), want, 1e-5, `rope T=${T} heads=${heads} hd=${hd} pos0=${pos0}`);
+    if (devicePositions(be) && pos0 > 0) {
+      // the same rows with the position split into a host part and a device scalar (graph replay)
+      const t = be.upload(x, [T, heads * hd], "f32");
+      be.rope(t, { ...opts, pos0: 7, posTensor: be.upload(Int32Array.of(pos0 - 7), [1], "i32") });
+      expectClose(await dl(t), want, 1e-5, `rope (device position) T=${T} heads=${heads} hd=${hd} pos0=${pos0}`);
+    }
     if (seqLen && T % seqLen === 0 && pos0 === 0) {
       const runS = async (B: Backend) => {
         const t = B.upload(x, [T, heads * hd], "f32");

@@ -1,0 +1,108 @@
+// quant_matmul, the fast 4-bit path for a few rows (decoding): rows m0 .. m0+M of x and y, M <= 4
+//   y [M, N] = x [M, K] @ dequant(W)ᵀ (+ b),  W[n, k] = scale[g, n]·(q[k, n] − zero[g, n]),  g = k / gs
+// The standard qweight [K/8, N] read as vec4<u32>: one thread takes 4 adjacent columns of one packed row of
+// 8 inputs (16 bytes; a row of 64 threads reads 1 KiB in one go). K is sorted so that groups are contiguous
+// (act-order checkpoints are row-permuted at load time, x is gathered through `perm`).
+//   q4_gemv    workgroup (64, 4): 256 columns x 4 k-lanes over one k range of `rows_per_split` packed rows;
+//              x of that range is staged in workgroup memory; per row Σ x·q and Σ x, then
+//              scale·(Σ x·q − zero·Σ x) per group; the k-lanes are added in workgroup memory and the
+//              result goes to y (one split) or to partial sums [ksplit, M, N] in `part`
+//   q4_reduce  y = bias + Σ over splits of `part`
+struct P { M: u32, K: u32, N: u32, gs: u32, ksplit: u32, rows_per_split: u32, has_bias: u32, has_perm: u32, nx: u32, m0: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> qweight: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> scales: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> zeros: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> perm: array<u32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(8) var<uniform> p: P;
+
+// workgroup memory within WebGPU's guaranteed 16 KiB: 4 KiB of x, 12 KiB for the sums of k-lanes 1..3
+const MAX_X = 1024u;  // M · rows_per_split · 8 <= MAX_X (the host picks rows_per_split)
+var<workgroup> xs: array<vec4<f32>, 256>;  // MAX_X floats, read 4 at a time
+var<workgroup> red: array<vec4<f32>, 768>;  // [k-lane − 1][m][64 column quads]
+
+// acc[m] += this thread's 4 columns over packed row r (8 inputs): scale·(Σ x·q − zero·Σ x)
+fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u32, N4: u32) {
+  let g = (r * 8u) / p.gs;
+  let s = scales[g * N4 + n4];
+  let z = zeros[g * N4 + n4];
+  let base = (r - r0) * 2u;  // in vec4s
+  // the 8 codes of each column as vec4 rows: q[j] = (w >> 4j) & 15
+  let m15 = vec4<u32>(15u);
+  let q0 = vec4<f32>(w & m15);
+  let q1 = vec4<f32>((w >> vec4<u32>(4u)) & m15);
+  let q2 = vec4<f32>((w >> vec4<u32>(8u)) & m15);
+  let q3 = vec4<f32>((w >> vec4<u32>(12u)) & m15);
+  let q4 = vec4<f32>((w >> vec4<u32>(16u)) & m15);
+  let q5 = vec4<f32>((w >> vec4<u32>(20u)) & m15);
+  let q6 = vec4<f32>((w >> vec4<u32>(24u)) & m15);
+  let q7 = vec4<f32>(w >> vec4<u32>(28u));
+  for (var m = 0u; m < p.M; m++) {
+    let xa = xs[m * (kl / 4u) + base];
+    let xb = xs[m * (kl / 4u) + base + 1u];
+    let dq = xa.x * q0 + xa.y * q1 + xa.z * q2 + xa.w * q3 + xb.x * q4 + xb.y * q5 + xb.z * q6 + xb.w * q7;
+    let sx = dot(xa, vec4<f32>(1.0)) + dot(xb, vec4<f32>(1.0));
+    (*acc)[m] += s * (dq - z * sx);
+  }
+}
+
+@compute @workgroup_size(64, 4)
+fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let N4 = p.N / 4u;
+  let n4 = wg.x * 64u + l.x;
+  let ks = wg.y;
+  let r0 = ks * p.rows_per_split;
+  let r1 = min(r0 + p.rows_per_split, p.K / 8u);
+  let kl = (r1 - r0) * 8u;
+  for (var i = l.y * 64u + l.x; i < p.M * kl; i += 256u) {
+    let m = i / kl;
+    let k = r0 * 8u + i % kl;
+    xs[i / 4u][i % 4u] = x[(p.m0 + m) * p.K + select(k, perm[k], p.has_perm != 0u)];
+  }
+  workgroupBarrier();
+  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  if (n4 < N4) {
+    // two packed rows per iteration, both loads issued before either is used
+    for (var r = r0 + l.y; r < r1; r += 8u) {
+      let rb = r + 4u;
+      let wa = qweight[r * N4 + n4];
+      let wb = qweight[min(rb, r1 - 1u) * N4 + n4];
+      add_row(&acc, wa, r, r0, kl, n4, N4);
+      if (rb < r1) { add_row(&acc, wb, rb, r0, kl, n4, N4); }
+    }
+  }
+  if (l.y > 0u) {
+    for (var m = 0u; m < 4u; m++) { red[((l.y - 1u) * 4u + m) * 64u + l.x] = acc[m]; }
+  }
+  workgroupBarrier();
+  if (l.y == 0u && n4 < N4) {
+    for (var m = 0u; m < p.M; m++) {
+      let v = acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x];
+      let n = n4 * 4u;
+      if (p.ksplit == 1u) {
+        var b = vec4<f32>(0.0);
+        if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
+        let o = v + b;
+        let yo = (p.m0 + m) * p.N + n;
+        y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
+      } else {
+        let o = (ks * p.M + m) * p.N + n;
+        part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn q4_reduce(@builtin(global_invocation_id) g: vec3u) {
+  let idx = g.x + g.y * p.nx;
+  if (idx >= p.M * p.N) { return; }
+  let m = idx / p.N;
+  let n = idx % p.N;
+  var s = select(0.0, bias[n], p.has_bias != 0u);
+  for (var ks = 0u; ks < p.ksplit; ks++) { s += part[(ks * p.M + m) * p.N + n]; }
+  y[p.m0 * p.N + idx] = s;
+}
