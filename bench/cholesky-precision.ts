@@ -1,0 +1,62 @@
+// What a float32 Cholesky (all WGSL offers the WebGPU backend) costs in quantized perplexity, measured on the
+// CPU backend by swapping its float64 LAPACK factorization (dpotrf/dpotri) for float32 LAPACK (spotrf/spotri),
+// with and without equilibration to a unit diagonal (what shaders/cholesky_inverse_upper.wgsl does).
+//   npx bun bench/cholesky-precision.ts [seeds=0,1,2]     (gutenberg-llama-16m, 32 x 256 calibration tokens)
+import { dlopen, FFIType } from "bun:ffi";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { evaluate, loadModel, quantize, readDatasetText, selectBackend, type Backend } from "../src/index.ts";
+import type { Tensor } from "../src/tensor.ts";
+
+const DATA = process.env.GPTQ_DATA ?? join(import.meta.dir, "..", "..", "shared", "data");
+const seeds = (process.argv[2] ?? "0,1,2").split(",").map(Number);
+const lapack = dlopen(process.env.GPTQ_BLAS ?? "libopenblas.so.0", {
+  spotrf_: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.void },
+  spotri_: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.void },
+}).symbols;
+
+/** the CPU backend's choleskyInverseUpper, in float32 LAPACK (optionally on the equilibrated matrix) */
+function float32Cholesky(be: Backend, equilibrate: boolean): void {
+  const L = Buffer.from("L"), info = new Int32Array(1);
+  (be as unknown as { choleskyInverseUpper: (h: Tensor, damp: number) => Promise<boolean> }).choleskyInverseUpper = async (h, damp) => {
+    const n = h.shape[0]!, nn = Int32Array.of(n), H = h.handle as Float32Array;
+    const a = Float32Array.from(H);
+    for (let i = 0; i < n; i++) a[i * n + i]! += damp;
+    const d = new Float32Array(n).fill(1);
+    if (equilibrate) for (let i = 0; i < n; i++) d[i] = 1 / Math.sqrt(a[i * n + i]!);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = Math.fround(a[i * n + j]! * d[i]! * d[j]!);
+    lapack.spotrf_(L, nn, a, nn, info); // column-major "L" of a symmetric row-major matrix = its upper factor
+    if (info[0]) return false;
+    lapack.spotri_(L, nn, a, nn, info);
+    if (info[0]) return false;
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) a[j * n + i] = a[i * n + j]!;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = Math.fround(a[i * n + j]! * d[i]! * d[j]!); // H⁻¹ = D (DHD)⁻¹ D
+    lapack.spotrf_(L, nn, a, nn, info);
+    if (info[0]) return false;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) H[i * n + j] = j >= i ? a[i * n + j]! : 0;
+    return true;
+  };
+}
+
+const text = readDatasetText(join(DATA, "gutenberg", "eval.txt"));
+const rows: string[] = [];
+for (const mode of ["float64", "float32", "float32 equilibrated"] as const) {
+  const ppl: number[] = [];
+  for (const seed of seeds) {
+    const be = await selectBackend("cpu");
+    const saved = (be as unknown as Record<string, unknown>).choleskyInverseUpper;
+    if (mode !== "float64") float32Cholesky(be, mode === "float32 equilibrated");
+    const root = mkdtempSync(join(tmpdir(), "gptq-chol-"));
+    try {
+      await quantize(join(DATA, "gutenberg-llama-16m"), { out: join(root, "q"), dataset: join(DATA, "wikitext-2-raw", "wiki.valid.raw"), nsamples: 32, seqlen: 256, bits: 4, groupSize: 128, seed, progress: false, backend: be });
+      ppl.push((await evaluate(await loadModel(join(root, "q"), { backend: "cpu" }), text, { seqlen: 256, maxWindows: 20, progress: false })).perplexity);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+      (be as unknown as Record<string, unknown>).choleskyInverseUpper = saved;
+    }
+  }
+  const mean = ppl.reduce((a, b) => a + b, 0) / ppl.length;
+  rows.push(`| ${mode} | ${ppl.map((p) => p.toFixed(3)).join(" / ")} | ${mean.toFixed(3)} |`);
+}
+console.log(`| Cholesky | perplexity, seeds ${seeds.join("/")} | mean |\n| --- | --- | --- |\n${rows.join("\n")}`);
