@@ -14,6 +14,7 @@ import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
 import { bf16ToF32Array, f16ToF32Array } from "../dtype.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
+import { checkIds } from "../validate.ts";
 import { Checkpoint, typedView, type StDtype } from "./safetensors.ts";
 import { parseConfig, type LlamaConfig } from "./config.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -347,6 +348,7 @@ export class Decoder {
       if (!this.graph) this.capture();
       if (this.graph && this.io) {
         const g = be.graphs!;
+        checkIds(ids, V); // the graph's embedding reads the id on the device, where it cannot be checked
         g.write(this.io.tok, ids);
         g.write(this.io.pos, Int32Array.of(cache.length));
         this.graph.replay();
