@@ -7,6 +7,7 @@
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, mma at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128)
 #   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
+#   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
@@ -76,6 +77,25 @@ for s in $stages; do
       GPTQ_QUIET=1 timeout 120 nsys profile -o $T/decode --force-overwrite true -t cuda --cuda-graph-trace=node bun gptq.ts bench decode $Q --backend cuda --tokens 32 > $T/nsys.log 2>&1
       nsys stats --report cuda_gpu_kern_sum --format table $T/decode.nsys-rep 2>/dev/null | cut -c1-200 | head -30 | tee "$OUT/decode-kernels.txt"
     else echo "nsys not found: no kernel breakdown"; fi ;;
+  decodeprof)
+    # GPU time of every kernel of a decode step (Nsight Compute, one metric), on a 4-layer 7B-shaped 4-bit model
+    log decodeprof
+    LAYERS=4 python3 bench/make_llama7b.py $T/l4 $T/gutenberg-2l 2>&1 | tail -1
+    [ -f $T/l4q/config.json ] || bun gptq.ts quantize $T/l4 --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 8 --seqlen 256 --out $T/l4q 2>&1 | tail -1
+    GPTQ_GRAPHS=0 timeout 150 ncu --metrics gpu__time_duration.sum --csv bun gptq.ts bench decode $T/l4q --backend cuda --tokens 2 > $OUT/ncu-decode.csv 2> $OUT/ncu-decode.err
+    tail -3 $OUT/ncu-decode.err; grep -c . $OUT/ncu-decode.csv
+    python3 - "$OUT/ncu-decode.csv" <<'PY' | tee "$OUT/decode-kernels.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+h = rows[0]; k, v, u = h.index("Kernel Name"), h.index("Metric Value"), h.index("Metric Unit")
+tot, cnt = collections.defaultdict(float), collections.Counter()
+for r in rows[1:]:
+    if r[u] not in ("ns", "us", "ms"): continue
+    t = float(r[v].replace(",", "")) * {"ns": 1, "us": 1e3, "ms": 1e6}[r[u]]
+    name = r[k].split("(")[0].removeprefix("void ").split("<")[0]; tot[name] += t; cnt[name] += 1
+for n, t in sorted(tot.items(), key=lambda x: -x[1]): print(f"{n:40s} {cnt[n]:6d} calls {t / cnt[n] / 1000:9.2f} us avg {t / 1e6:9.3f} ms total")
+PY
+    ;;
   webgpu)
     log "webgpu (Vulkan) beside cuda"
     for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m 1 --iters 100 | tee -a "$OUT/webgpu.md"; done
