@@ -19,12 +19,12 @@ describe("cli", () => {
     const e = await run(["eval", "--help"]);
     expect(e.stdout).toContain("--max-windows");
   });
-  test("an unknown backend is one line naming the valid ones, exit 1, no stack", async () => {
+  test.skipIf(!hasData)("an unknown backend is one line naming the valid ones, exit 1, no stack", async () => {
     const r = await run(["eval", STORIES, "--dataset", join(DATA, "tinystories", "tinystories_val_excerpt.txt"), "--backend", "tpu"]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('error: --backend: unknown backend "tpu"; valid: auto, cuda, webgpu, cpu');
   });
-  test("GPTQ_BACKEND is honoured the same way", async () => {
+  test.skipIf(!hasData)("GPTQ_BACKEND is honoured the same way", async () => {
     const r = await run(["generate", STORIES], { GPTQ_BACKEND: "nope" });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('unknown backend "nope"');
