@@ -16,6 +16,12 @@ export function checkIds(ids: Int32Array, V: number): void {
   for (const id of ids) if (id < 0 || id >= V) throw new InvalidArgumentError(`embedding: token id ${id} out of range [0, ${V})`);
 }
 
+/** token ids given as a tensor (a graph's input): i32 on this backend; their number. Values are read on the device. */
+export function deviceIds(be: unknown, ids: Tensor): number {
+  if (ids.dtype !== "i32" || ids.backend !== be) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend, got ${ids.dtype} on ${ids.backend.name}`);
+  return numel(ids.shape);
+}
+
 /** a device scalar (position, row) given to an op: an i32 tensor of one element on the same backend */
 export function checkScalar(op: string, be: unknown, t: Tensor | undefined): void {
   if (!t) return;

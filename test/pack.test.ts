@@ -1,6 +1,6 @@
 // The standard GPTQ bit layout, checked against hand-packed words (independent of our packer).
 import { describe, expect, test } from "bun:test";
-import { packQweight, packQzeros, unpackQweight, unpackQzeros } from "../src/gptq/pack.ts";
+import { contiguousGroups, packQweight, packQzeros, unpackQweight, unpackQzeros } from "../src/gptq/pack.ts";
 import { rng } from "./helpers.ts";
 
 const u32 = (a: Int32Array) => Array.from(a, (x) => x >>> 0);
@@ -59,5 +59,14 @@ describe("pack", () => {
   });
   test("sizes that do not fill whole words are refused with the rule named", () => {
     expect(() => packQweight(new Uint8Array(10), 10, 1, 3)).toThrow(/multiple of 32/);
+  });
+  test("contiguousGroups: the order that makes groups contiguous, or null", () => {
+    // plain: already in order
+    expect(contiguousGroups(Int32Array.of(0, 0, 1, 1, 2, 2), 3)).toEqual({ perm: Int32Array.of(0, 1, 2, 3, 4, 5), gs: 2, identity: true });
+    // act-order: groups of 2 scattered; stable within a group
+    expect(contiguousGroups(Int32Array.of(1, 0, 2, 0, 1, 2), 3)).toEqual({ perm: Int32Array.of(1, 3, 0, 4, 2, 5), gs: 2, identity: false });
+    // unequal groups, or K not a multiple of the group count
+    expect(contiguousGroups(Int32Array.of(0, 0, 0, 1, 2, 2), 3)).toBeNull();
+    expect(contiguousGroups(Int32Array.of(0, 0, 1, 1, 2), 3)).toBeNull();
   });
 });

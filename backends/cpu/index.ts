@@ -9,7 +9,7 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { checkIds, checkScalar, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { checkIds, checkScalar, deviceIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 import { blasAvailable, dpotrfUpper, dpotriUpper, sgemm, ssyrkT } from "./blas.ts";
 import { findParams, quantCode } from "../../src/gptq/quantizer.ts";
 import { packQweight, readStream } from "../../src/gptq/pack.ts";
@@ -87,7 +87,7 @@ export class CpuBackend implements Backend {
   embedding(idsIn: Int32Array | Tensor, table: Tensor): Tensor {
     // table [V,H], ids [T] -> [T,H]
     const [V, H] = table.shape as [number, number];
-    if (!(idsIn instanceof Int32Array) && (idsIn.dtype !== "i32" || idsIn.backend !== this)) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend`);
+    if (!(idsIn instanceof Int32Array)) deviceIds(this, idsIn);
     const ids = idsIn instanceof Int32Array ? idsIn : (idsIn.handle as Int32Array);
     checkIds(ids, V);
     const out = outF32(ids.length * H);

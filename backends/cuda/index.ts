@@ -11,7 +11,8 @@ import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError } from "../../src/errors.ts";
 import type { Pointer } from "bun:ffi";
 import { findNvidiaLibrary, openLibrary, type CudaLib } from "./ffi.ts";
-import { checkIds, checkScalar, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { checkIds, checkScalar, deviceIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { contiguousGroups } from "../../src/gptq/pack.ts";
 
 type Ptr = Pointer;
 const POISON = () => Boolean(process.env.GPTQ_POISON);
@@ -201,8 +202,7 @@ export class CudaBackend implements Backend {
     const [V, H] = table.shape as [number, number];
     if (!(ids instanceof Int32Array)) {
       // ids on the device (a graph input) cannot be checked here: the kernel reads an out-of-range id as row 0
-      if (ids.dtype !== "i32" || ids.backend !== this) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend, got ${ids.dtype} on ${ids.backend.name}`);
-      const T = numel(ids.shape);
+      const T = deviceIds(this, ids);
       const y = this.out([T, H]);
       this.check(this.lib.gq_embedding(this.p(y), this.p(table), this.p(ids), T, H, V), "embedding");
       return y;
@@ -338,20 +338,15 @@ export class CudaBackend implements Backend {
     this.release(qz);
     const h: QHandle = { fast: false, groupSize: 0, qweight, scales, zeros, gIdx };
     // the fast 4-bit kernel needs K sorted into equal contiguous groups (act-order: a permutation of x)
-    if (bits === 4 && K % 16 === 0 && N % 64 === 0) {
-      const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => s.gIdx[a]! - s.gIdx[b]! || a - b);
-      const gs = K / G;
-      let uniform = Number.isInteger(gs) && gs % 16 === 0;
-      for (let k = 0; uniform && k < K; k++) if (s.gIdx[perm[k]!] !== Math.floor(k / gs)) uniform = false;
-      if (uniform) {
-        const identity = perm.every((v, i) => v === i);
-        h.perm = identity ? undefined : this.hostUpload(perm);
-        h.packed = this.alloc(K * N / 2);
-        h.sz = this.alloc(G * N * 4);
-        h.fast = true;
-        h.groupSize = gs;
-        this.check(this.lib.gq_qm_repack4(h.packed.ptr, h.sz.ptr, qweight.ptr, scales.ptr, zeros.ptr, h.perm?.ptr ?? null, K, N, G, gs), "repack4");
-      }
+    const order = bits === 4 && K % 16 === 0 && N % 64 === 0 ? contiguousGroups(s.gIdx, G) : null;
+    if (order && order.gs % 16 === 0) {
+      const { perm, gs, identity } = order;
+      h.perm = identity ? undefined : this.hostUpload(perm);
+      h.packed = this.alloc(K * N / 2);
+      h.sz = this.alloc(G * N * 4);
+      h.fast = true;
+      h.groupSize = gs;
+      this.check(this.lib.gq_qm_repack4(h.packed.ptr, h.sz.ptr, qweight.ptr, scales.ptr, zeros.ptr, h.perm?.ptr ?? null, K, N, G, gs), "repack4");
     }
     const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;
     return { backend: this, spec, handle: h };

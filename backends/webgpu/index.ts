@@ -14,8 +14,8 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError, UnsupportedOpError } from "../../src/errors.ts";
-import { checkIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
-import { packQweight, unpackQweight } from "../../src/gptq/pack.ts";
+import { checkIds, deviceIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
+import { contiguousGroups, packQweight, unpackQweight } from "../../src/gptq/pack.ts";
 
 const { GPUBufferUsage: BU, GPUMapMode } = globalConstructors;
 const STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST;
@@ -32,6 +32,12 @@ interface QHandle {
   qweight: WBuf; zeros: WBuf; scales: WBuf; gIdx: WBuf;
   /** the 4-bit path: rows sorted into contiguous groups of gs (qweight4 = qweight, or its row-permuted copy) */
   fast4?: { gs: number; qweight4: WBuf; perm: WBuf | null };
+}
+/** add a buffer to a free list keyed by size */
+function pushBySize(pool: Map<number, GPUBuffer[]>, b: GPUBuffer): void {
+  const list = pool.get(b.size);
+  if (list) list.push(b);
+  else pool.set(b.size, [b]);
 }
 /** a uniform value: integers are u32, {f} is f32 */
 type Param = number | { f: number };
@@ -126,11 +132,11 @@ export class WebGpuBackend implements Backend {
       this.passes = 0;
       for (const b of this.freedNow) {
         if (b.size <= POOL_MAX_BUFFER && this.poolBytes + b.size <= POOL_MAX_BYTES) {
-          this.pool.set(b.size, [...(this.pool.get(b.size) ?? []), b]);
+          pushBySize(this.pool, b);
           this.poolBytes += b.size;
         } else b.destroy();
       }
-      for (const b of this.uniformsNow) this.uniformPool.set(b.size, [...(this.uniformPool.get(b.size) ?? []), b]);
+      for (const b of this.uniformsNow) pushBySize(this.uniformPool, b);
       this.sparePool.push(...this.sparesNow);
       this.freedNow = [];
       this.uniformsNow = [];
@@ -296,20 +302,14 @@ export class WebGpuBackend implements Backend {
   }
   embedding(ids: Int32Array | Tensor, table: Tensor): Tensor {
     const [V, H] = table.shape as [number, number];
-    if (!(ids instanceof Int32Array)) {
-      if (ids.dtype !== "i32" || ids.backend !== this) throw new InvalidArgumentError(`embedding: ids must be an Int32Array or an i32 tensor of this backend, got ${ids.dtype} on ${ids.backend.name}`);
-      const T = numel(ids.shape);
-      const y = this.out([T, H]);
-      const g = this.grid(T * H, 256);
-      this.run("embedding", "main", [this.b(table), this.b(ids), this.b(y)], [T, H, g.nx], g.groups);
-      return y;
-    }
-    checkIds(ids, V);
-    const idb = this.hostBuf(ids);
-    const y = this.out([ids.length, H]);
-    const g = this.grid(ids.length * H, 256);
-    this.run("embedding", "main", [this.b(table), idb.buf, this.b(y)], [ids.length, H, g.nx], g.groups);
-    this.release(idb);
+    const host = ids instanceof Int32Array;
+    const T = host ? ids.length : deviceIds(this, ids);
+    if (host) checkIds(ids, V);
+    const idb = host ? this.hostBuf(ids) : null;
+    const y = this.out([T, H]);
+    const g = this.grid(T * H, 256);
+    this.run("embedding", "main", [this.b(table), idb?.buf ?? this.b(ids as Tensor), this.b(y)], [T, H, g.nx], g.groups);
+    if (idb) this.release(idb);
     return y;
   }
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
@@ -490,16 +490,14 @@ export class WebGpuBackend implements Backend {
     this.release(qz);
     // the 4-bit path needs inputs sorted into contiguous groups of gs (a multiple of 8): true as stored, or after
     // a row permutation (act-order), which x then follows through `perm`
-    const gs = K / G;
-    if (bits === 4 && K % 8 === 0 && N % 4 === 0 && Number.isInteger(gs) && gs % 8 === 0) {
-      const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => s.gIdx[a]! - s.gIdx[b]! || a - b);
-      if (perm.every((k, i) => s.gIdx[k] === Math.floor(i / gs))) {
-        if (perm.every((k, i) => k === i)) h.fast4 = { gs, qweight4: h.qweight, perm: null };
-        else {
-          const codes = unpackQweight(s.qweight, K, N, 4), sorted = new Uint8Array(K * N);
-          for (let i = 0; i < K; i++) sorted.set(codes.subarray(perm[i]! * N, perm[i]! * N + N), i * N);
-          h.fast4 = { gs, qweight4: this.hostBuf(packQweight(sorted, K, N, 4), "qweight (act-order sorted)"), perm: this.hostBuf(perm, "perm") };
-        }
+    const order = bits === 4 && K % 8 === 0 && N % 4 === 0 ? contiguousGroups(s.gIdx, G) : null;
+    if (order && order.gs % 8 === 0) {
+      const { perm, gs } = order;
+      if (order.identity) h.fast4 = { gs, qweight4: h.qweight, perm: null };
+      else {
+        const codes = unpackQweight(s.qweight, K, N, 4), sorted = new Uint8Array(K * N);
+        for (let i = 0; i < K; i++) sorted.set(codes.subarray(perm[i]! * N, perm[i]! * N + N), i * N);
+        h.fast4 = { gs, qweight4: this.hostBuf(packQweight(sorted, K, N, 4), "qweight (act-order sorted)"), perm: this.hostBuf(perm, "perm") };
       }
     }
     const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;

@@ -74,3 +74,16 @@ export function unpackQzeros(q: Int32Array, groups: number, outF: number, bits: 
   for (let g = 0; g < groups; g++) for (let n = 0; n < outF; n++) z[g * outF + n] = readStream(q, g * words, 1, n, bits);
   return z;
 }
+
+/**
+ * The input order that makes groups contiguous: perm = inputs stably sorted by g_idx, when every group then
+ * holds exactly gs = K / groups consecutive inputs (plain GPTQ, and act-order GPTQ as a permutation); null
+ * otherwise. identity: the stored order already is that order. Packed-matmul kernels repack by it.
+ */
+export function contiguousGroups(gIdx: Int32Array, groups: number): { perm: Int32Array; gs: number; identity: boolean } | null {
+  const K = gIdx.length, gs = K / groups;
+  if (!Number.isInteger(gs)) return null;
+  const perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => gIdx[a]! - gIdx[b]! || a - b);
+  for (let k = 0; k < K; k++) if (gIdx[perm[k]!] !== Math.floor(k / gs)) return null;
+  return { perm, gs, identity: perm.every((v, i) => v === i) };
+}
