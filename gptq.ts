@@ -141,8 +141,16 @@ cli
       const rows = await bench.benchMatmul(be, { ms, groupSize: num("group-size", o.groupSize, { int: true }), actOrder: Boolean(o.actOrder), iters: num("iters", o.iters, { int: true, min: 1 }) });
       if (o.json) return console.log(JSON.stringify({ card, shapes: bench.LLAMA2_7B_SHAPES, rows }));
       console.log(`packed 4-bit matmul, Llama-2-7B layer shapes (K x N: ${bench.LLAMA2_7B_SHAPES.map(([, k, n]) => `${k}x${n}`).join(", ")}), group ${o.groupSize}${o.actOrder ? ", act-order" : ""}, ${card}`);
-      console.log("|  M | int4 us | baseline us | speedup | int4 GB/s | baseline GB/s | int4 / baseline bandwidth | baseline |\n| --- | --- | --- | --- | --- | --- | --- | --- |");
-      for (const r of rows) console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? ((100 * r.gbps) / r.baselineGbps).toFixed(0) + "%" : "-"} | ${r.baseline || "-"} |`);
+      if (rows[0]?.timing === "graph") console.log("timed as replays of a captured CUDA graph of 10 call sets (both columns); int4 eager = the same calls launched from the host");
+      const gpuCols = rows.some((r) => r.quantGpuUs !== null);
+      if (gpuCols) console.log("GPU columns: the device's timestamps around the dispatches (host dispatch cost excluded); the other columns are wall time per call set");
+      const pct = (a: number, b: number | null) => (b ? ((100 * a) / b).toFixed(0) + "%" : "-");
+      console.log(`|  M | int4 us | baseline us | speedup | int4 GB/s | baseline GB/s | int4 / baseline bandwidth | baseline | int4 eager us |${gpuCols ? " int4 GPU us | baseline GPU us | GPU bandwidth ratio |" : ""}`);
+      console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${gpuCols ? " --- | --- | --- |" : ""}`);
+      for (const r of rows) {
+        const gpu = gpuCols && r.quantGpuUs && r.baselineGpuUs ? ` ${r.quantGpuUs.toFixed(1)} | ${r.baselineGpuUs.toFixed(1)} | ${pct(r.bytes / r.quantGpuUs, r.baselineBytes / r.baselineGpuUs)} |` : gpuCols ? " - | - | - |" : "";
+        console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? pct(r.gbps, r.baselineGbps) : "-"} | ${r.baseline || "-"} | ${r.quantEagerUs?.toFixed(1) ?? "-"} |${gpu}`);
+      }
     } else if (what === "layer") {
       const r = await bench.benchLayer(be, num("seqlen", o.seqlen, { int: true, min: 16 }));
       console.log(o.json ? JSON.stringify({ card, ...r }) : `one Llama-2-7B-shaped layer (${o.seqlen} tokens, 4-bit g128): ${r.seconds.toFixed(2)} s (Hessians ${r.hessianSeconds.toFixed(2)} s, GPTQ of 7 linears ${r.gptqSeconds.toFixed(2)} s), ${card}`);

@@ -3,48 +3,81 @@
 // T/seq_len independent sequences (pos0 = 0), each over its own rows of the caches.
 // pos_dev (device int, may be null) adds to pos0 when the kernel runs (graph replay); then only the decoding
 // kernel is used, with shared memory for max_len keys.
-// Small T (decoding): one block per (head, query). Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
+// Small T (decoding): one block per (head, query), see attn_small_kernel. Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
 // softmax kernel between them.
 #include "common.cuh"
 
-__global__ void attn_small_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale) {
+// max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); red: 32 floats of shared memory
+template <bool MAX>
+__device__ float block_reduce(float v, float* red) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (int o = 16; o; o >>= 1) { const float u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? fmaxf(v, u) : v + u; }
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = red[0];
+  for (int w = 1; w < nw; w++) v = MAX ? fmaxf(v, red[w]) : v + red[w];
+  __syncthreads();  // red may be reused
+  return v;
+}
+
+// Decoding: one block of ATT_THREADS per (head, query row). Scores: warps over keys (4 at a time), lanes over
+// dimensions; softmax over the block, then P·V with warps over keys and lanes over dimensions,
+// warps' partial rows summed in shared memory. Shared: q [hd], scores [L], partials [warps][hd].
+#define ATT_THREADS 256
+__global__ void __launch_bounds__(ATT_THREADS) attn_small_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len) {
   extern __shared__ float sm[];
+  __shared__ float red[32];
+  pdl_launch_dependents();  // a packed GEMV usually comes next
   if (pos_dev) pos0 += *pos_dev;
   const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
   const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   float* qs = sm;
   float* sc = sm + hd;
+  float* part = sc + score_len;  // [nw][hd]
   for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = q[(long long)t * QC + h * hd + i];
   __syncthreads();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  for (int j = warp; j < L; j += nw) {
-    const float* kr = k + (long long)j * KC + kv * hd;
-    float d = 0.f;
-    for (int i = lane; i < hd; i += 32) d += qs[i] * kr[i];
-    for (int o = 16; o; o >>= 1) d += __shfl_xor_sync(0xffffffff, d, o);
-    if (lane == 0) sc[j] = d * scale;
+  // scores: each warp takes 4 keys at a time, lanes over dimensions (all loads of the 4 keys in flight at once)
+  float mx = -INFINITY;
+  for (int j0 = warp * 4; j0 < L; j0 += nw * 4) {
+    float d[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      d[u] = 0.f;
+      if (j0 + u < L) {
+        const float* kr = k + (long long)(j0 + u) * KC + kv * hd;
+#pragma unroll 4
+        for (int i = lane; i < hd; i += 32) d[u] += qs[i] * kr[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      for (int o = 16; o; o >>= 1) d[u] += __shfl_xor_sync(0xffffffff, d[u], o);
+      if (j0 + u < L) {
+        if (lane == 0) sc[j0 + u] = d[u] * scale;
+        mx = fmaxf(mx, d[u] * scale);
+      }
+    }
+  }
+  mx = block_reduce<true>(mx, red);
+  float s = 0.f;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
+  s = block_reduce<false>(s, red);  // its barrier also makes every sc[j] visible
+  const float inv = 1.f / s;
+  for (int i0 = 0; i0 < hd; i0 += 32) {
+    const int i = i0 + lane;
+    float o = 0.f;
+    if (i < hd) {
+      const float* vc = v + kv * hd + i;
+#pragma unroll 4
+      for (int j = warp; j < L; j += nw) o += sc[j] * vc[(long long)j * KC];
+    }
+    if (i < hd) part[warp * hd + i] = o;
   }
   __syncthreads();
-  __shared__ float red[32];
-  float mx = -INFINITY;
-  for (int j = threadIdx.x; j < L; j += blockDim.x) mx = fmaxf(mx, sc[j]);
-  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  mx = red[0];
-  for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
-  __syncthreads();
-  float s = 0.f;
-  for (int j = threadIdx.x; j < L; j += blockDim.x) { float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
-  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-  if (lane == 0) red[warp] = s;
-  __syncthreads();
-  s = 0.f;
-  for (int w = 0; w < nw; w++) s += red[w];
-  const float inv = 1.f / s;
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float o = 0.f;
-    for (int j = 0; j < L; j++) o += sc[j] * v[(long long)j * KC + kv * hd + i];
+    for (int w = 0; w < nw; w++) o += part[w * hd + i];
     out[(long long)t * QC + h * hd + i] = o * inv;
   }
 }
@@ -54,22 +87,12 @@ __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   float* row = S + (long long)blockIdx.x * L;
   const int t = blockIdx.x % Tq, last = pos0 + t;
   __shared__ float red[32];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   float mx = -INFINITY;
   for (int j = threadIdx.x; j <= last; j += blockDim.x) mx = fmaxf(mx, row[j]);
-  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  mx = red[0];
-  for (int w = 1; w < nw; w++) mx = fmaxf(mx, red[w]);
-  __syncthreads();
+  mx = block_reduce<true>(mx, red);
   float s = 0.f;
   for (int j = threadIdx.x; j <= last; j += blockDim.x) s += __expf(row[j] - mx);
-  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-  if (lane == 0) red[warp] = s;
-  __syncthreads();
-  s = 0.f;
-  for (int w = 0; w < nw; w++) s += red[w];
+  s = block_reduce<false>(s, red);
   const float inv = 1.f / s;
   for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] = j <= last ? __expf(row[j] - mx) * inv : 0.f;
 }
@@ -82,14 +105,15 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
   const int Tq = seq_len > 0 ? seq_len : T;
   GQ_ARG(T % Tq == 0 && (Tq == T || pos0 == 0), "attention: %d rows do not split into sequences of %d (pos0 must be 0)", T, Tq);
   const int B = T / Tq, L = pos0 + Tq, QC = heads * hd, KC = kvh * hd;
-  size_t smem = (size_t)(hd + L) * sizeof(float);
+  // the decoding kernel's shared memory: q, scores of score_len keys, the warps' partial rows
+  const int score_len = pos_dev ? max_len : L;
+  const size_t smem = (size_t)(hd + score_len + (ATT_THREADS / 32) * hd) * sizeof(float);
   if (pos_dev) {
     GQ_ARG(B == 1 && Tq <= 8 && max_len >= L, "attention: a device position needs one sequence of <= 8 rows and max_len >= %d", L);
-    smem = (size_t)(hd + max_len) * sizeof(float);
-    GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", 48 * 1024 / 4 - hd, max_len);
+    GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", 48 * 1024 / 4 - 9 * hd, max_len);
   }
   if (pos_dev || (B == 1 && Tq <= 8 && smem <= 48 * 1024)) {
-    attn_small_kernel<<<dim3(heads, Tq), 128, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale);
+    attn_small_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
     GQ_LAUNCHED("attention (small)");
     return GQ_OK;
   }

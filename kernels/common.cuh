@@ -43,6 +43,22 @@ int gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, 
 // a failed call's error is also taken off CUDA's per-thread "last error", so the next launch check does not report it again
 #define GQ_CUDA(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { cudaGetLastError(); return gq::fail(GQ_ERR_CUDA, "%s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); } } while (0)
 #define GQ_LAUNCHED(name) do { cudaError_t e_ = cudaGetLastError(); if (e_ != cudaSuccess) return gq::fail(GQ_ERR_CUDA, "%s launch: %s", name, cudaGetErrorString(e_)); } while (0)
+#define GQ_TRY(call) do { int r_ = (call); if (r_ != GQ_OK) return r_; } while (0)
 #define GQ_ARG(cond, ...) do { if (!(cond)) return gq::fail(GQ_ERR_ARG, __VA_ARGS__); } while (0)
+
+// Programmatic dependent launch (sm_90+). A kernel launched with programmatic stream serialization (the packed
+// GEMV) may start before the kernel ahead of it ends, once that one has called pdl_launch_dependents: it does
+// its independent work (streaming weights) and calls pdl_wait before reading anything the earlier kernel
+// writes. Kernels that precede a GEMV in a decode step signal early; elsewhere both are no-ops.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
 
 static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }

@@ -4,6 +4,7 @@
 #include "common.cuh"
 
 __global__ void silu_mul_kernel(float* out, const float* g, const float* u, long long n) {
+  pdl_launch_dependents();  // a packed GEMV usually comes next
   long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i < n) { float v = g[i]; out[i] = v / (1.f + expf(-v)) * u[i]; }
 }

@@ -4,11 +4,12 @@
 // lane holds the m16n8k16 B fragments of 8 n8-tiles (64 columns) for one k16 step, with K sorted by group
 // (act-order becomes a permutation of x). The kernel dequantizes nibbles to fp16 in registers
 // (1024 + q via the 0x6400 exponent trick, minus 1024 + zero, times scale) and runs mma.sync with fp32
-// accumulators; K is split across warps and reduced by the last warp to arrive. M = 1..4 (decoding) takes a
-// GEMV kernel over the same layout (qm4v_kernel: no tensor cores, loads in registers, fp32 group sums).
+// accumulators; K is split across blocks whose sums are added into y with atomics. M = 1..4 (decoding) takes
+// a GEMV kernel over the same layout (qm4v_kernel: no tensor cores, loads pipelined in registers).
 // Generic path: any bit width / shape, one thread per output. Large M: dequantize once, then cuBLAS.
 #include "common.cuh"
 #include <cstdlib>
+#include <cstdint>
 
 __device__ __forceinline__ int read_code(const int* qw, int N, int k, int n, int bits) {
   const int bit = k * bits, w = bit >> 5, off = bit & 31, mask = (1 << bits) - 1;
@@ -138,7 +139,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
   const int ks = blockIdx.y;
-  const int s0 = ks * kpw, s1 = min(s0 + kpw, K16), b0 = s0;
+  const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
   const int c = blockIdx.x * QM_WARPS + warp;
   const int gid = lane >> 2, t = lane & 3;
   QmRing& ring = rings[warp];
@@ -207,7 +208,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
           }
         }
         if (++gp == gs16) gp = 0;
-        const int kk = (s - b0) * 16 + 2 * t;
+        const int kk = (s - s0) * 16 + 2 * t;
         unsigned int a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -266,119 +267,189 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 
 
 // ---- GEMV path (M <= 4: decoding) on the same repacked layout ----
-// One lane streams one uint4 per k16 step (8 columns × 4 k values, see repack4_kernel), software-pipelined:
-// the loads of the next QV_UNROLL steps are in flight while the current ones are computed (no shared-memory ring). Nibbles become q − zero exactly in fp16 (as in the mma path);
-// products with x pair up in fp16 (x is staged as x/32 so that sums of 2 products stay far from fp16 overflow)
-// and are summed in fp32; a group's scale multiplies its sum once. The next group's (scale, zero) is fetched
-// a whole group ahead. Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, reduced in
-// shared memory; k ranges across blocks are reduced by the last block to arrive (as in qm4_kernel).
+// One lane streams one uint4 per k16 step (8 columns × 4 k values, see repack4_kernel), software-pipelined in
+// registers: the next QV_UNROLL steps' loads are in flight while the current ones are computed. Nibbles become
+// q − zero exactly in fp16 (as in the mma path); products with x are summed in fp16 (HFMA2) for QV_FLUSH steps
+// (8 products per half) and then go to fp32 times the group's scale, so the inner loop costs about 13
+// instructions per 8 weights. x is staged in fp16 times a power of two that puts the largest |x| of the
+// block's k range in (128, 256], so those sums cannot overflow and small activations keep their precision.
+// Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
+// Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
+// ranges across blocks are summed by the last block to arrive.
+// Programmatic dependent launch (sm_90): the weight stream starts before griddepcontrol.wait, so it overlaps
+// the end of the kernel before (which signals launch_dependents early); x is read only after the wait.
 #define QV_WARPS 4
 #define QV_UNROLL 4
+#define QV_FLUSH 4
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
+// xs [MR][stride] = fp16(x [m, perm(k0 + kk)] · mul_m) for kk < kl, mul_m a power of two (see above); the rows
+// are gathered once into xf [MR][kl] (fp32, shared) while their largest |x| is found
+template <int MR>
+__device__ __forceinline__ void stage_x_scaled(__half* xs, int stride, float* xf, float* wred, float* mul, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool v4 = !perm && (reinterpret_cast<uintptr_t>(x) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
+  float mx[MR];
+#pragma unroll
+  for (int m = 0; m < MR; m++) {
+    mx[m] = 0.f;
+    if (m >= M) continue;
+    const float* xr = x + (long long)m * K + k0;
+    float* fr = xf + m * kl;
+    if (v4) {
+#pragma unroll 4
+      for (int i = threadIdx.x; i < kl / 4; i += blockDim.x) {
+        const float4 v = reinterpret_cast<const float4*>(xr)[i];
+        reinterpret_cast<float4*>(fr)[i] = v;
+        mx[m] = fmaxf(mx[m], fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+      }
+    } else {
+#pragma unroll 4
+      for (int i = threadIdx.x; i < kl; i += blockDim.x) {
+        const float v = x[(long long)m * K + (perm ? perm[k0 + i] : k0 + i)];
+        fr[i] = v;
+        mx[m] = fmaxf(mx[m], fabsf(v));
+      }
+    }
+    for (int o = 16; o; o >>= 1) mx[m] = fmaxf(mx[m], __shfl_xor_sync(0xffffffff, mx[m], o));
+    if (lane == 0) wred[warp * MR + m] = mx[m];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int m = 0; m < MR; m++) {
+    float v = 0.f;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) v = fmaxf(v, wred[w * MR + m]);
+    int e = 0;
+    frexpf(v, &e);  // v = f·2^e, f in [0.5, 1)
+    mul[m] = v > 0.f && v < 3e38f ? ldexpf(1.f, 8 - e) : 1.f;
+  }
+#pragma unroll
+  for (int m = 0; m < MR; m++) {
+    if (m >= M) continue;
+    const float2* fr = reinterpret_cast<const float2*>(xf + m * kl);
+    __half2* xm = reinterpret_cast<__half2*>(xs + m * stride);
+    for (int i = threadIdx.x; i < kl / 2; i += blockDim.x) {
+      const float2 v = fr[i];
+      xm[i] = __floats2half2_rn(v.x * mul[m], v.y * mul[m]);
+    }
+  }
+}
+__device__ __forceinline__ unsigned int h2u(__half2 h) { return *reinterpret_cast<unsigned int*>(&h); }
+__device__ __forceinline__ __half2 u2h(unsigned int u) { return *reinterpret_cast<__half2*>(&u); }
 template <int MR>
 __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
                                                             const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
                                                             float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int spw, int ksplit) {
   extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ float wred[QV_WARPS * MR];
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
   const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
   const int c = blockIdx.x, ks = blockIdx.y;
-  const int b0 = ks * QV_WARPS * spw, b1 = min(b0 + QV_WARPS * spw, K16);  // this block's k16 steps
-  const int w0 = min(b0 + warp * spw, b1), w1 = min(w0 + spw, b1);         // this warp's
+  const int kb0 = ks * QV_WARPS * spw, kb1 = min(kb0 + QV_WARPS * spw, K16);  // this block's k16 steps
+  const int w0 = min(kb0 + warp * spw, kb1), w1 = min(w0 + spw, kb1);         // this warp's
   const int stride = QV_WARPS * spw * 16;
-  __half* xs = reinterpret_cast<__half*>(smem);                            // [M][stride]: x / 32
-  float* red = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));  // [QV_WARPS][MR][64]
-  stage_x(xs, stride, x, perm, M, K, b0 * 16, (b1 - b0) * 16, 1.f / 32.f);
-  __syncthreads();
-  float acc[MR][8], accg[MR][8];
-#pragma unroll
-  for (int m = 0; m < MR; m++)
-#pragma unroll
-    for (int i = 0; i < 8; i++) acc[m][i] = accg[m][i] = 0.f;
+  __half* xs = reinterpret_cast<__half*>(smem);                                  // [MR][stride]
+  float* xf = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));   // [MR][stride] fp32, then:
+  float* red = xf;                                                               // [QV_WARPS][MR][64]
   const uint4* src = packed + (long long)c * K16 * 32 + lane;
   const uint4* szc = reinterpret_cast<const uint4*>(sz + ((long long)c * 8 + gid) * 8);  // + group·N64·16 uint4
   const long long gstride = (long long)N64 * 16;
-  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
-  unsigned int Z[8], Z16[8];
-  float S[8];
-  uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
-  int grp = w0 / gs16, left = 0;  // steps left in the current group (0: enter the next one)
-  if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
-  // one k16 step st of this warp with its 16 bytes of weights qv
-  auto step = [&](const uint4 qv, const int st) {
-    if (left == 0) {  // a group starts: fold the finished one, take the prefetched params, prefetch the next
-        if (st != w0) {
-#pragma unroll
-          for (int m = 0; m < MR; m++)
-#pragma unroll
-            for (int i = 0; i < 8; i++) { acc[m][i] += S[i] * accg[m][i]; accg[m][i] = 0.f; }
-          grp++;
-        }
-        const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-          const __half2 h = *reinterpret_cast<const __half2*>(&v[i]);
-          S[i] = __low2float(h) * 32.f;
-          const __half2 zz = __high2half2(h);                                  // 1024 + z
-          const __half2 z16 = __hneg2(__hsub2(zz, __float2half2_rn(960.f)));  // −(64 + z)
-          Z[i] = *reinterpret_cast<const unsigned int*>(&zz);
-          Z16[i] = *reinterpret_cast<const unsigned int*>(&z16);
-        }
-        left = (st == w0 ? gs16 - w0 % gs16 : gs16);
-        const long long ng = (long long)(grp + 1) * gstride;
-        if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
-      }
-      left--;
-      const int kk = (st - b0) * 16 + 2 * t;
-      const unsigned int qs[4] = {qv.x, qv.y, qv.z, qv.w};
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        const unsigned int hi = qs[j] >> 8;
-        unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
-        unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
-        // column a (tile 2j) at k = 2t, 2t+1 | 2t+8, 2t+9; column b (tile 2j+1) likewise
-        const __half2 a0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[2 * j]));
-        const __half2 a1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[2 * j]));
-        const __half2 c0 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[2 * j + 1]));
-        const __half2 c1 = __hfma2(*reinterpret_cast<__half2*>(&h3), inv16, *reinterpret_cast<const __half2*>(&Z16[2 * j + 1]));
-#pragma unroll
-        for (int m = 0; m < MR; m++) {
-          if (m < M) {
-            const __half2 xlo = *reinterpret_cast<const __half2*>(xs + m * stride + kk);
-            const __half2 xhi = *reinterpret_cast<const __half2*>(xs + m * stride + kk + 8);
-            const __half2 pa = __hfma2(a1, xhi, __hmul2(a0, xlo)), pb = __hfma2(c1, xhi, __hmul2(c0, xlo));
-            const float2 fa = __half22float2(pa), fb = __half22float2(pb);
-            accg[m][2 * j] += fa.x + fa.y;
-            accg[m][2 * j + 1] += fb.x + fb.y;
-          }
-        }
-      }
-  };
-  // software pipeline: the next QV_UNROLL steps' loads are in flight while these are computed
   uint4 qa[QV_UNROLL], qb[QV_UNROLL];
   auto load = [&](uint4* q, const int s) {
 #pragma unroll
     for (int u = 0; u < QV_UNROLL; u++) if (s + u < w1) q[u] = ld_stream(src + (long long)(s + u) * 32);
   };
+  // weights and the first group's (scale, zero) do not depend on the kernel before: start them first
   load(qa, w0);
-  for (int s = w0; s < w1; s += 2 * QV_UNROLL) {
-    load(qb, s + QV_UNROLL);
+  load(qb, w0 + QV_UNROLL);
+  uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
+  int grp = w0 / gs16, left = 0, fl = 0;  // steps left in the current group (0: enter the next one); steps since a flush
+  if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
+  pdl_wait();
+  float mul[MR];
+  stage_x_scaled<MR>(xs, stride, xf, wred, mul, x, perm, M, K, kb0 * 16, (kb1 - kb0) * 16);
+  __syncthreads();
+  float acc[MR][8];
+  __half2 acch[MR][8];
 #pragma unroll
-    for (int u = 0; u < QV_UNROLL; u++) if (s + u < w1) step(qa[u], s + u);
-    load(qa, s + 2 * QV_UNROLL);
+  for (int m = 0; m < MR; m++)
 #pragma unroll
-    for (int u = 0; u < QV_UNROLL; u++) if (s + QV_UNROLL + u < w1) step(qb[u], s + QV_UNROLL + u);
+    for (int i = 0; i < 8; i++) { acc[m][i] = 0.f; acch[m][i] = __float2half2_rn(0.f); }
+  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
+  unsigned int Z[8], Z16[8];
+  float S[8];
+  auto flush = [&]() {  // fp16 sums -> fp32, times the group's scale
+#pragma unroll
+    for (int m = 0; m < MR; m++)
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        const float2 f = __half22float2(acch[m][i]);
+        acc[m][i] = fmaf(S[i], f.x + f.y, acc[m][i]);
+        acch[m][i] = __float2half2_rn(0.f);
+      }
+  };
+  // one k16 step st of this warp with its 16 bytes of weights qv
+  auto step = [&](const uint4 qv, const int st) {
+    if (left == 0) {  // a group starts: finish the last one, take the prefetched params, prefetch the next
+      if (st != w0) { flush(); grp++; }
+      const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        const __half2 h = u2h(v[i]);
+        S[i] = __low2float(h);
+        const __half2 zz = __high2half2(h);                                  // 1024 + z
+        Z[i] = h2u(zz);
+        Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));        // −(64 + z)
+      }
+      left = (st == w0 ? gs16 - w0 % gs16 : gs16);
+      fl = 0;
+      const long long ng = (long long)(grp + 1) * gstride;
+      if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
+    } else if (fl == QV_FLUSH) {
+      flush();
+      fl = 0;
+    }
+    left--;
+    fl++;
+    const int kk = (st - kb0) * 16 + 2 * t;
+    const unsigned int qs[4] = {qv.x, qv.y, qv.z, qv.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const unsigned int hi = qs[j] >> 8;
+      const unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
+      const unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
+      // column a (tile 2j) at k = 2t, 2t+1 | 2t+8, 2t+9; column b (tile 2j+1) likewise
+      const __half2 a0 = __hsub2(u2h(h0), u2h(Z[2 * j])), a1 = __hfma2(u2h(h1), inv16, u2h(Z16[2 * j]));
+      const __half2 c0 = __hsub2(u2h(h2), u2h(Z[2 * j + 1])), c1 = __hfma2(u2h(h3), inv16, u2h(Z16[2 * j + 1]));
+#pragma unroll
+      for (int m = 0; m < MR; m++) {
+        if (m < M) {
+          const __half2 xlo = *reinterpret_cast<const __half2*>(xs + m * stride + kk);
+          const __half2 xhi = *reinterpret_cast<const __half2*>(xs + m * stride + kk + 8);
+          acch[m][2 * j] = __hfma2(a1, xhi, __hfma2(a0, xlo, acch[m][2 * j]));
+          acch[m][2 * j + 1] = __hfma2(c1, xhi, __hfma2(c0, xlo, acch[m][2 * j + 1]));
+        }
+      }
+    }
+  };
+  for (int st = w0; st < w1; st += 2 * QV_UNROLL) {
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++) if (st + u < w1) step(qa[u], st + u);
+    load(qa, st + 2 * QV_UNROLL);
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++) if (st + QV_UNROLL + u < w1) step(qb[u], st + QV_UNROLL + u);
+    load(qb, st + 3 * QV_UNROLL);
   }
+  if (w0 < w1) flush();
 #pragma unroll
   for (int m = 0; m < MR; m++)
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-      float v = acc[m][i] + S[i] * accg[m][i];
-      if (w0 >= w1) v = 0.f;
+      float v = acc[m][i] / mul[m];
       v += __shfl_xor_sync(0xffffffff, v, 1);
       v += __shfl_xor_sync(0xffffffff, v, 2);
       if (t == 0) red[(warp * MR + m) * 64 + i * 8 + gid] = v;
@@ -418,6 +489,23 @@ static int sm_count() {
   return n;
 }
 
+// A grow-only device buffer kept across calls. Growing synchronizes the stream, so it is refused inside a
+// graph capture: the caller runs the shape once before capturing.
+struct Grown { void* p = nullptr; size_t bytes = 0; };
+static int grow(Grown& g, size_t need, const char* what) {
+  if (need <= g.bytes) return GQ_OK;
+  cudaStreamCaptureStatus cs;
+  GQ_CUDA(cudaStreamIsCapturing(gq::stream, &cs));
+  GQ_ARG(cs == cudaStreamCaptureStatusNone, "%s inside a graph capture; run it once before capturing", what);
+  GQ_CUDA(cudaStreamSynchronize(gq::stream));
+  if (g.p) cudaFree(g.p);
+  g.p = nullptr;
+  g.bytes = 0;
+  GQ_CUDA(cudaMalloc(&g.p, need));
+  g.bytes = need;
+  return GQ_OK;
+}
+
 extern "C" {
 int gq_qm_unpack_zeros(float* zeros, const int* qzeros, int G, int N, int bits, int offset) {
   GQ_CHECK_INIT();
@@ -445,54 +533,61 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     opted = true;
   }
   const int N64 = N / 64, K16 = K / 16;
-  // the GEMV's per-chunk arrival counters live across calls (each call leaves them at zero)
-  static int* counters = nullptr;
-  static int counters_len = 0;
-  if (counters_len < N64) {  // plain cudaMalloc, like the workspace below (not graph memory)
-    cudaStreamCaptureStatus cs;
-    GQ_CUDA(cudaStreamIsCapturing(gq::stream, &cs));
-    GQ_ARG(cs == cudaStreamCaptureStatusNone, "matmul4: a new widest shape (N=%d) inside a graph capture; run it once before capturing", N);
-    GQ_CUDA(cudaStreamSynchronize(gq::stream));
-    if (counters) cudaFree(counters);
-    counters = nullptr;
-    counters_len = 0;
-    GQ_CUDA(cudaMalloc(&counters, sizeof(int) * N64));
-    GQ_CUDA(cudaMemsetAsync(counters, 0, sizeof(int) * N64, gq::stream));
-    counters_len = N64;
-  }
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) {
-    // one wave: 16 warps per multiprocessor (4 blocks at 124 registers per thread), each with >= 8 k16
-    // steps (x of a block's range fits shared memory). Holding M = 1 to 96 registers (5 blocks, a few bytes
-    // spilled) measured no faster on an H200.
-    const long long want = (long long)sm_count() * 16;
-    int ksplit = (int)((want + QV_WARPS * N64 - 1) / (QV_WARPS * N64));
+    const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
+    // (a cp.async ring in shared memory instead of the register pipeline measured 15% slower on an H200)
+    const int vi = MR == 1 ? 0 : MR == 2 ? 1 : 2;
+    typedef void (*QvKernel)(float*, const float*, const int*, const uint4*, const unsigned int*, const float*, float*, int*, int, int, int, int, int, int);
+    static const QvKernel kernels[3] = {qm4v_kernel<1>, qm4v_kernel<2>, qm4v_kernel<4>};
+    const QvKernel kern = kernels[vi];
+    // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
+    // block's k range in shared memory, fp16 and fp32 (<= 24 KiB); the warps' sums reuse the fp32 part
+    const int maxspw = ((24 * 1024) / (6 * MR)) / (QV_WARPS * 16);
+    auto smem_for = [&](int spw) {
+      const size_t kl = (size_t)QV_WARPS * spw * 16, f32 = (size_t)MR * kl * sizeof(float), red = (size_t)QV_WARPS * MR * 64 * sizeof(float);
+      return (size_t)MR * kl * sizeof(__half) + (f32 > red ? f32 : red);
+    };
+    static int fit[3] = {0, 0, 0};
+    if (!fit[vi]) {
+      GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw)));
+      if (fit[vi] < 1) fit[vi] = 1;
+    }
+    const int slots = fit[vi] * sm_count();
+    int ksplit = slots / N64;
     ksplit = ksplit < 1 ? 1 : ksplit;
     int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
-    spw = spw < 8 ? 8 : spw > 64 ? 64 : spw;
+    spw = spw < 8 ? 8 : spw > maxspw ? maxspw : spw;
     ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
-    const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
-    const size_t smem = (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)QV_WARPS * MR * 64 * sizeof(float);
-    // partial sums live in one grow-only buffer (plain cudaMalloc: stream-ordered allocations inside a captured
-    // decode graph would become graph memory nodes on every call); calls on the one stream never overlap
-    static float* workspace = nullptr;
-    static size_t workspace_len = 0;
-    const size_t need = ksplit > 1 ? (size_t)ksplit * M * N : 0;
-    if (need > workspace_len) {
-      cudaStreamCaptureStatus cs;
-      GQ_CUDA(cudaStreamIsCapturing(gq::stream, &cs));
-      GQ_ARG(cs == cudaStreamCaptureStatusNone, "matmul4: a new largest shape (M=%d, N=%d) inside a graph capture; run it once before capturing", M, N);
-      GQ_CUDA(cudaStreamSynchronize(gq::stream));
-      if (workspace) cudaFree(workspace);
-      workspace = nullptr;
-      workspace_len = 0;
-      GQ_CUDA(cudaMalloc(&workspace, sizeof(float) * need));
-      workspace_len = need;
+    const size_t smem = smem_for(spw);
+    // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
+    // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
+    static Grown counters, workspace;
+    if (ksplit > 1) {
+      const bool fresh = counters.bytes < sizeof(int) * N64;
+      GQ_TRY(grow(counters, sizeof(int) * N64, "matmul4: a new widest shape"));
+      if (fresh) GQ_CUDA(cudaMemsetAsync(counters.p, 0, sizeof(int) * N64, gq::stream));
+      GQ_TRY(grow(workspace, sizeof(float) * ksplit * M * N, "matmul4: a new largest shape"));
     }
-    dim3 grid(N64, ksplit);
-    const uint4* pk = reinterpret_cast<const uint4*>(packed);
-    if (MR == 1) qm4v_kernel<1><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
-    else if (MR == 2) qm4v_kernel<2><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
-    else qm4v_kernel<4><<<grid, QV_WARPS * 32, smem, gq::stream>>>(y, x, perm, pk, sz, bias, workspace, counters, M, K, N, gs, spw, ksplit);
+    // programmatic dependent launch on sm_90+ (GPTQ_PDL=0: off)
+    static int pdl = -1;
+    if (pdl < 0) {
+      int dev = 0, major = 0;
+      cudaGetDevice(&dev);
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+      const char* env = getenv("GPTQ_PDL");
+      pdl = major >= 9 && !(env && env[0] == '0');
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(N64, ksplit);
+    cfg.blockDim = dim3(QV_WARPS * 32);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = gq::stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, y, x, perm, reinterpret_cast<const uint4*>(packed), sz, bias, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, N, gs, spw, ksplit));
     GQ_LAUNCHED("matmul4 (gemv)");
     return GQ_OK;
   }

@@ -187,6 +187,12 @@ export interface Backend {
   /** optional: CUDA graphs (see GraphSupport); the CPU backend implements the device-scalar op variants too */
   readonly graphs?: GraphSupport;
 
+  /**
+   * benchmarks (optional): device time in µs of the work `fn` queues, from the device's own timestamps around it
+   * (median of `reps` runs), or null when the device cannot time (WebGPU without timestamp-query)
+   */
+  gpuTimeUs?(fn: () => void, reps?: number): Promise<number | null>;
+
   /** benchmarks: the dense baseline this backend is judged against on an [M,K]·[N,K]ᵀ product (optional) */
   denseBaseline?(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void };
 }

@@ -52,33 +52,66 @@ export function randomQuantSpec(K: number, N: number, bits: number, gs: number, 
   return { bits, inFeatures: K, outFeatures: N, groups: G, qweight, qzeros: packQzeros(zeros, G, N, bits), scales, gIdx, zeroOffset: 0 };
 }
 
-export interface MatmulRow { m: number; quantUs: number; baselineUs: number | null; speedup: number | null; gbps: number; baseline: string; baselineGbps: number | null }
+export interface MatmulRow {
+  m: number; quantUs: number; baselineUs: number | null; speedup: number | null; gbps: number; baseline: string; baselineGbps: number | null;
+  /** how both were timed: "graph" = replays of a captured device graph of 10 call sets (no host launch cost, as in a captured decode step), "eager" = calls from the host */
+  timing: "graph" | "eager";
+  /** the packed matmul timed eagerly too, where the main numbers come from graphs */
+  quantEagerUs: number | null;
+  /** device time from the device's timestamps (WebGPU with timestamp-query), packed matmul and baseline: host dispatch cost excluded */
+  quantGpuUs: number | null;
+  baselineGpuUs: number | null;
+  /** bytes the packed matmul reads per call set (weights, scales and zeros), bytes the baseline moves */
+  bytes: number;
+  baselineBytes: number;
+}
+
+/**
+ * µs per call of fn (which frees what it makes). With device graphs (CUDA) 10 calls are captured once and the
+ * graph replayed, so the number is device time plus the gaps between kernels, without host launch overhead;
+ * elsewhere fn is called from the host. The first call runs outside the capture (one-time allocations).
+ */
+export async function timeDeviceUs(be: Backend, fn: () => void, iters = 50): Promise<{ us: number; timing: "graph" | "eager" }> {
+  if (!be.graphs) return { us: await timeUs(be, fn, iters), timing: "eager" };
+  fn();
+  await be.sync();
+  const g = be.graphs.capture(() => { for (let i = 0; i < 10; i++) fn(); });
+  try {
+    return { us: (await timeUs(be, () => g.replay(), Math.max(1, Math.ceil(iters / 10)))) / 10, timing: "graph" };
+  } finally {
+    g.free();
+  }
+}
 
 /** all four shapes back to back, per M; weights read once per call set */
 export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [string, number, number][]; groupSize?: number; actOrder?: boolean; iters?: number }): Promise<MatmulRow[]> {
   const shapes = opts.shapes ?? LLAMA2_7B_SHAPES;
   const gs = opts.groupSize ?? 128;
+  const iters = opts.iters ?? 50;
   const ws = shapes.map(([, K, N], i) => be.prepareQuantWeight(randomQuantSpec(K, N, 4, gs, opts.actOrder ?? false, i + 1)));
   const bytes = shapes.reduce((a, [, K, N]) => a + (K * N) / 2 + Math.ceil(K / gs) * N * 4, 0);
   const rows: MatmulRow[] = [];
   for (const m of opts.ms) {
     const xs = shapes.map(([, K]) => be.upload(Float32Array.from({ length: m * K }, (_, i) => Math.sin(i) * 0.5), [m, K], "f32"));
-    let outs: Tensor[] = [];
-    const quantUs = await timeUs(be, () => {
-      for (const o of outs) be.free(o);
-      outs = shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!));
-    }, opts.iters ?? 50);
-    for (const o of outs) be.free(o);
-    let baselineUs: number | null = null, label = "", moved = 0;
+    const calls = () => { for (const o of shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!))) be.free(o); };
+    const q = await timeDeviceUs(be, calls, iters);
+    const quantEagerUs = q.timing === "graph" ? await timeUs(be, calls, iters) : null;
+    // 10 call sets per timed pass: well above any timestamp quantization
+    const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < 10; i++) fn(); }) : null; return t === null ? null : t / 10; };
+    const quantGpuUs = await gpu(calls);
+    let baselineUs: number | null = null, baselineGpuUs: number | null = null, label = "", moved = 0;
     if (be.denseBaseline) {
       const bl = shapes.map(([, K, N]) => be.denseBaseline!(m, N, K));
       label = bl[0]!.label;
       moved = bl.reduce((a, b) => a + b.bytes, 0);
-      baselineUs = await timeUs(be, () => bl.forEach((b) => b.run()), opts.iters ?? 50);
-      bl.forEach((b) => b.free());
+      const b = await timeDeviceUs(be, () => bl.forEach((x) => x.run()), iters);
+      if (b.timing !== q.timing) throw new Error(`bench matmul: baseline timed as ${b.timing}, packed matmul as ${q.timing}`);
+      baselineUs = b.us;
+      baselineGpuUs = await gpu(() => bl.forEach((x) => x.run()));
+      bl.forEach((x) => x.free());
     }
     for (const x of xs) be.free(x);
-    rows.push({ m, quantUs, baselineUs, speedup: baselineUs ? baselineUs / quantUs : null, gbps: bytes / (quantUs * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null });
+    rows.push({ m, quantUs: q.us, baselineUs, speedup: baselineUs ? baselineUs / q.us : null, gbps: bytes / (q.us * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null, timing: q.timing, quantEagerUs, quantGpuUs, baselineGpuUs, bytes, baselineBytes: moved });
   }
   for (const w of ws) be.free(w);
   return rows;

@@ -49,3 +49,29 @@ export class Progress {
     this.draw(true);
   }
 }
+
+/**
+ * GPTQ_PROFILE: wall time of each phase, measured after waiting for the device (slows the run a little;
+ * printed to stderr as "profile <what>: phase s, …"). GPTQ_PROFILE=1: phases of each layer of `quantize`;
+ * GPTQ_PROFILE=gptq: also the phases of GPTQ on each linear (prepare, Cholesky, column blocks, finish).
+ */
+export class PhaseTimer {
+  private t = performance.now();
+  private parts: string[] = [];
+  readonly on: boolean;
+  constructor(private readonly be: { sync(): Promise<void> }, level: "layer" | "gptq" = "layer") {
+    const v = process.env.GPTQ_PROFILE ?? "";
+    this.on = level === "layer" ? Boolean(v) : v === "gptq";
+  }
+  async mark(label: string): Promise<void> {
+    if (!this.on) return;
+    await this.be.sync();
+    const now = performance.now();
+    this.parts.push(`${label} ${((now - this.t) / 1000).toFixed(3)}`);
+    this.t = now;
+  }
+  flush(prefix: string): void {
+    if (this.on && this.parts.length) console.error(`profile ${prefix}: ${this.parts.join(", ")}`);
+    this.parts = [];
+  }
+}

@@ -48,6 +48,8 @@ export class WebGpuBackend implements Backend {
   private enc: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private passes = 0;
+  /** set while gpuTimeUs records: every dispatch must land in its one timed pass */
+  private timing = false;
   /** used by the recorded (unsubmitted) work, recycled at the next submit */
   private freedNow: GPUBuffer[] = [];
   private uniformsNow: GPUBuffer[] = [];
@@ -177,7 +179,7 @@ export class WebGpuBackend implements Backend {
     this.pass.setPipeline(pipe);
     this.pass.setBindGroup(0, bg);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
-    if (++this.passes >= 256) this.flush();
+    if (++this.passes >= 256 && !this.timing) this.flush();
   }
   /** a storage buffer: zero-filled, or with `overwrite` (the caller writes all of it) any contents */
   private alloc(bytes: number, what = "tensor", overwrite = false): WBuf {
@@ -542,6 +544,44 @@ export class WebGpuBackend implements Backend {
     return y;
   }
 
+  /**
+   * benchmarks: GPU time of fn's dispatches from timestamps written at the start and end of one compute pass
+   * that holds all of them (median of reps). Null without timestamp-query. Dawn may quantize timestamps, so
+   * fn should queue well over 100 µs of work.
+   */
+  async gpuTimeUs(fn: () => void, reps = 5): Promise<number | null> {
+    if (!this.dev.features.has("timestamp-query")) return null;
+    const qs = this.dev.createQuerySet({ type: "timestamp", count: 2 });
+    const resolve = this.dev.createBuffer({ size: 16, usage: BU.QUERY_RESOLVE | BU.COPY_SRC });
+    const read = this.dev.createBuffer({ size: 16, usage: BU.MAP_READ | BU.COPY_DST });
+    const times: number[] = [];
+    try {
+      for (let r = 0; r < reps; r++) {
+        this.flush();
+        const pass = (this.pass = this.encoder().beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }));
+        this.timing = true;
+        try {
+          fn();
+        } finally {
+          this.timing = false;
+        }
+        if (this.pass !== pass) throw new UnsupportedOpError("webgpu gpuTimeUs: the timed work left its compute pass (a buffer clear or copy); it cannot be timed as one pass");
+        this.endPass();
+        this.encoder().resolveQuerySet(qs, 0, 2, resolve, 0);
+        this.encoder().copyBufferToBuffer(resolve, 0, read, 0, 16);
+        this.flush();
+        await read.mapAsync(GPUMapMode.READ);
+        const t = new BigUint64Array(read.getMappedRange().slice(0));
+        read.unmap();
+        times.push(Number(t[1]! - t[0]!) / 1000);
+      }
+    } finally {
+      qs.destroy(); resolve.destroy(); read.destroy();
+    }
+    this.checkAlive();
+    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+  }
+
   /** benchmarks: a plain copy of the same bytes, the bandwidth the packed matmul is judged against */
   denseBaseline(M: number, N: number, K: number): { label: string; bytes: number; run(): void; free(): void } {
     // the copy shader: on NVIDIA's Vulkan driver it moves about twice what copyBufferToBuffer does
@@ -601,7 +641,10 @@ export const webgpuFactory: BackendFactory = {
         const v = (p.adapter.limits as unknown as Record<string, unknown>)[k];
         if (typeof v === "number") requiredLimits[k] = v;
       }
-      const dev = await p.adapter.requestDevice({ requiredLimits });
+      // optional features the adapter offers: timestamps (benchmarks); subgroups and shader-f16 are requested so
+      // that shaders can be specialized for them
+      const requiredFeatures = [...p.adapter.features].filter((f) => ["timestamp-query", "subgroups", "shader-f16"].includes(f)) as GPUFeatureName[];
+      const dev = await p.adapter.requestDevice({ requiredLimits, requiredFeatures });
       return new WebGpuBackend(dev, p.result.device!, p.result.details ?? {});
     })());
   },

@@ -16,6 +16,7 @@ import type { Tensor } from "../tensor.ts";
 import { InvalidArgumentError, NumericalError } from "../errors.ts";
 import { findParams, quantCode } from "./quantizer.ts";
 import { checkBits, packQweight } from "./pack.ts";
+import { PhaseTimer } from "../progress.ts";
 
 export interface GptqOptions {
   bits: number;
@@ -101,6 +102,7 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
   validateOptions(o);
   await be.sync(); // time this linear alone, not the forward work queued before it
   const t0 = performance.now();
+  const prof = new PhaseTimer(be, "gptq");
   const [rows, cols] = w.shape as [number, number];
   const blockSize = o.blockSize ?? 128;
   const gs = o.groupSize === -1 ? cols : o.groupSize;
@@ -139,10 +141,12 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
     for (const v of diag) mean += v;
     mean /= cols;
     let damp = o.damp;
+    await prof.mark("prepare");
     while (!(await be.choleskyInverseUpper(H, damp * mean))) {
       if (damp >= 1) throw new NumericalError(`Hessian is not positive-definite even with damp ${damp}; the calibration data may be degenerate (too few samples, or constant inputs)`);
       damp = Math.min(1, damp * 2);
     }
+    await prof.mark("cholesky");
 
     const codes = own(be.empty([cols, rows], "u8"));
     const err = own(be.empty([blockSize, rows], "f32"));
@@ -152,9 +156,12 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
       be.gptqBlock({ wt, hinv: H, codes, err, loss: lossT, scales, zeros, i1, i2, groupSize: gs, staticGroups, groupOfCol, cfg });
       be.gptqUpdate(wt, H, err, i1, i2);
     }
+    await prof.mark("blocks");
     const fin = be.gptqFinish(wt, codes, permT, o.bits);
     own(fin.qweight);
     const [qweight, sc, zr, lossArr] = await Promise.all([be.download(fin.qweight), be.download(scales), be.download(zeros), be.download(lossT)]);
+    await prof.mark("finish");
+    prof.flush(`gptq ${rows}x${cols}`);
     const gIdx = new Int32Array(cols);
     for (let i = 0; i < cols; i++) {
       const c = perm ? perm[i]! : i;

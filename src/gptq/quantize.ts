@@ -15,7 +15,7 @@ import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
 import { gptqQuantize, rtnQuantize, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
 import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
 import { packedLen } from "./pack.ts";
-import { Progress } from "../progress.ts";
+import { PhaseTimer, Progress } from "../progress.ts";
 
 export const VERSION = "0.1.0";
 
@@ -213,28 +213,6 @@ export function chunkRows(be: Backend, widest: number, seqLen: number, total: nu
  * Quantize one layer's linears; returns the layer's output with quantized weights. The calibration set
  * streams through in chunks of whole sequences (Xs); Hessians accumulate over the chunks.
  */
-/**
- * GPTQ_PROFILE=1: wall time of each phase of a layer, measured after waiting for the device (slows the run
- * a little; printed to stderr as "profile layer N: phase s, …").
- */
-class PhaseTimer {
-  private t = performance.now();
-  private parts: string[] = [];
-  readonly on = Boolean(process.env.GPTQ_PROFILE);
-  constructor(private readonly be: { sync(): Promise<void> }) {}
-  async mark(label: string): Promise<void> {
-    if (!this.on) return;
-    await this.be.sync();
-    const now = performance.now();
-    this.parts.push(`${label} ${((now - this.t) / 1000).toFixed(3)}`);
-    this.t = now;
-  }
-  flush(prefix: string): void {
-    if (this.on && this.parts.length) console.error(`profile ${prefix}: ${this.parts.join(", ")}`);
-    this.parts = [];
-  }
-}
-
 async function gptqLayer(
   model: LlamaModel, L: LayerWeights, Xs: Tensor[], seqLen: number, nsamples: number, g: GptqOptions, trueSequential: boolean,
   done: (n: LinearName, q: QuantizedLinear) => void, prof: PhaseTimer,

@@ -63,7 +63,23 @@ async function check(be: Backend, oracle?: Backend) {
   }
 }
 
+/** activations far from 1 (fast kernels stage x in fp16 with a per-block power-of-two scale), and one huge outlier channel */
+async function checkMagnitudes(be: Backend, oracle: Backend) {
+  const r = rng();
+  const [K, N, gs] = [1024, 192, 128];
+  for (const actOrder of [false, true]) {
+    const c = randomQuant(r, 4, K, N, gs, actOrder, true);
+    for (const M of [1, 2, 4]) for (const mag of [1e-6, 1e-3, 30, 3e4]) for (const outlier of [false, true]) {
+      const x = randn(M * K, r).map((v) => v * mag);
+      if (outlier) for (let m = 0; m < M; m++) x[m * K + 5] = 2000 * mag;
+      const run = async (B: Backend) => dl(B.quantMatmul(B.upload(x, [M, K], "f32"), B.prepareQuantWeight(c.spec)));
+      expectClose(await run(be), await run(oracle), 2e-3, `quantMatmul M=${M} |x|~${mag} outlier=${outlier} act=${actOrder}`);
+    }
+  }
+}
+
 describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
   eachGpuBackend("vs cpu", (be, c) => check(be, c));
+  eachGpuBackend("vs cpu, activations of any magnitude", (be, c) => checkMagnitudes(be, c));
 });
