@@ -4,8 +4,8 @@
 // 8 inputs (16 bytes; a row of 64 threads reads 1 KiB in one go). K is sorted so that groups are contiguous
 // (act-order checkpoints are row-permuted at load time, x is gathered through `perm`).
 //   q4_gemv    workgroup (64, 4): 256 columns x 4 k-lanes over one k range of `rows_per_split` packed rows;
-//              x of that range is staged in workgroup memory; per group Σ x·q and Σ x (codes as floats
-//              1 + q/16, see f16q), then scale·(Σ x·q − zero·Σ x); the k-lanes are added in workgroup memory and the
+//              x of that range is staged in workgroup memory; per row Σ x·q and Σ x (codes taken as
+//              floats 1 + q/16, see f16q), then scale·(Σ x·q − zero·Σ x); the k-lanes are added in workgroup memory and the
 //              result goes to y (one split) or to partial sums [ksplit, M, N] in `part`
 //   q4_reduce  y = bias + Σ over splits of `part`
 struct P { M: u32, K: u32, N: u32, gs: u32, ksplit: u32, rows_per_split: u32, has_bias: u32, has_perm: u32, nx: u32, m0: u32 }
@@ -25,13 +25,16 @@ var<workgroup> xs: array<vec4<f32>, 256>;  // MAX_X floats, read 4 at a time
 var<workgroup> red: array<vec4<f32>, 768>;  // [k-lane − 1][m][64 column quads]
 
 // The 8 codes of a packed word, each as a float 1 + q/16: the nibble shifted to the top mantissa bits (19..22)
-// under the exponent of 1.0 (one shift and one and/or per code; no integer-to-float conversion, which runs at a
-// quarter of the float rate on NVIDIA). Then Σ x·q = 16·(Σ x·f − Σ x), exact enough in fp32 since f < 2.
+// under the exponent of 1.0 (one shift and one and/or per code, no integer-to-float conversion)
 fn f16q(v: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>((v & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u)); }
 
-// ga[m] += this thread's 4 columns over packed row r (8 inputs) as Σ x·f, gx[m] += Σ x
-fn add_row(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, array<f32, 4>>, w: vec4<u32>, r: u32, r0: u32, kl: u32) {
+// acc[m] += this thread's 4 columns over packed row r (8 inputs): scale·(Σ x·q − zero·Σ x)
+fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u32, N4: u32) {
+  let g = (r * 8u) / p.gs;
+  let s = scales[g * N4 + n4];
+  let z = zeros[g * N4 + n4];
   let base = (r - r0) * 2u;  // in vec4s
+  // the 8 codes of each column as floats 1 + q/16 (see f16q): Σ x·q = 16·(Σ x·f − Σ x)
   let f0 = f16q(w << vec4<u32>(19u));
   let f1 = f16q(w << vec4<u32>(15u));
   let f2 = f16q(w << vec4<u32>(11u));
@@ -40,23 +43,12 @@ fn add_row(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, array<f32, 
   let f5 = f16q(w >> vec4<u32>(1u));
   let f6 = f16q(w >> vec4<u32>(5u));
   let f7 = f16q(w >> vec4<u32>(9u));
-  // a constant trip count (and a uniform branch) keeps the accumulator arrays in registers
-  for (var m = 0u; m < 4u; m++) {
-    if (m < p.M) {
-      let xa = xs[m * (kl / 4u) + base];
-      let xb = xs[m * (kl / 4u) + base + 1u];
-      (*ga)[m] += xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
-      (*gx)[m] += (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
-    }
-  }
-}
-
-// a finished group into acc: Σ s·(q − z)·x = s·(16·Σ x·f − (16 + z)·Σ x); the group sums restart
-fn fold(acc: ptr<function, array<vec4<f32>, 4>>, ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, array<f32, 4>>, s: vec4<f32>, z: vec4<f32>) {
-  for (var m = 0u; m < 4u; m++) {
-    (*acc)[m] += s * (16.0 * (*ga)[m] - (16.0 + z) * (*gx)[m]);
-    (*ga)[m] = vec4<f32>(0.0);
-    (*gx)[m] = 0.0;
+  for (var m = 0u; m < p.M; m++) {
+    let xa = xs[m * (kl / 4u) + base];
+    let xb = xs[m * (kl / 4u) + base + 1u];
+    let df = xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
+    let sx = (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
+    (*acc)[m] += s * (16.0 * df - (16.0 + z) * sx);
   }
 }
 
@@ -75,47 +67,22 @@ fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: ve
   }
   workgroupBarrier();
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  // sums of the current group, folded into acc with its scale and zero when the group changes
-  var ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  var gx = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-  var cg = 0xffffffffu;
-  var s = vec4<f32>(0.0);
-  var z = vec4<f32>(0.0);
   if (n4 < N4) {
     // two packed rows per iteration, both loads issued before either is used
     for (var r = r0 + l.y; r < r1; r += 8u) {
       let rb = r + 4u;
       let wa = qweight[r * N4 + n4];
       let wb = qweight[min(rb, r1 - 1u) * N4 + n4];
-      // rows r and rb are 4 apart: a group (>= 8 inputs = 1 row) may start at either
-      let ga0 = (r * 8u) / p.gs;
-      if (ga0 != cg) {
-        fold(&acc, &ga, &gx, s, z);
-        cg = ga0;
-        s = scales[cg * N4 + n4];
-        z = zeros[cg * N4 + n4];
-      }
-      add_row(&ga, &gx, wa, r, r0, kl);
-      if (rb < r1) {
-        let gb = (rb * 8u) / p.gs;
-        if (gb != cg) {
-          fold(&acc, &ga, &gx, s, z);
-          cg = gb;
-          s = scales[cg * N4 + n4];
-          z = zeros[cg * N4 + n4];
-        }
-        add_row(&ga, &gx, wb, rb, r0, kl);
-      }
+      add_row(&acc, wa, r, r0, kl, n4, N4);
+      if (rb < r1) { add_row(&acc, wb, rb, r0, kl, n4, N4); }
     }
-    fold(&acc, &ga, &gx, s, z);
   }
   if (l.y > 0u) {
     for (var m = 0u; m < 4u; m++) { red[((l.y - 1u) * 4u + m) * 64u + l.x] = acc[m]; }
   }
   workgroupBarrier();
   if (l.y == 0u && n4 < N4) {
-    for (var m = 0u; m < 4u; m++) {
-      if (m >= p.M) { break; }
+    for (var m = 0u; m < p.M; m++) {
       let v = acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x];
       let n = n4 * 4u;
       if (p.ksplit == 1u) {

@@ -96,8 +96,8 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
     const calls = () => { for (const o of shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!))) be.free(o); };
     const q = await timeDeviceUs(be, calls, iters);
     const quantEagerUs = q.timing === "graph" ? await timeUs(be, calls, iters) : null;
-    // 10 call sets per timed pass: well above any timestamp quantization
-    const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < 10; i++) fn(); }) : null; return t === null ? null : t / 10; };
+    // 50 call sets per timed pass: Dawn quantizes timestamps (steps of about 65 µs were seen on an H200)
+    const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < 50; i++) fn(); }) : null; return t === null ? null : t / 50; };
     const quantGpuUs = await gpu(calls);
     let baselineUs: number | null = null, baselineGpuUs: number | null = null, label = "", moved = 0;
     if (be.denseBaseline) {
