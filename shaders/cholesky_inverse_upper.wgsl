@@ -1,7 +1,7 @@
 // cholesky_inverse_upper: H [n, n] (+ damp on the diagonal) -> U upper with UᵀU = (H + damp·I)⁻¹, lower part 0.
 // float32 with care: the matrix is first equilibrated, Ĥ = S(H + dI)S with S = diag(1/√(H_ii + d)) (unit
 // diagonal: activation scales differ by orders of magnitude across channels, and that is what float32 loses
-// digits to), then with P the reversal permutation: A = PĤP = L̃L̃ᵀ (factor), X = L̃⁻¹ (tri_inverse), and
+// digits to), then with P the reversal permutation: A = PĤP = L̃L̃ᵀ and X = L̃⁻¹ (both blocked, below), and
 // U = P·X·P·S (unreverse), since (H + dI)⁻¹ = S Ĥ⁻¹ S. A non-positive pivot sets status = 1.
 struct P { n: u32, damp: f32, nx: u32 }
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;      // n x n work matrix (row-major)
@@ -9,7 +9,9 @@ struct P { n: u32, damp: f32, nx: u32 }
 @group(0) @binding(2) var<storage, read_write> H: array<f32>;      // input H, output U
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
 @group(0) @binding(4) var<storage, read_write> sc: array<f32>;    // S, the equilibration
-@group(0) @binding(5) var<uniform> p: P;
+@group(0) @binding(5) var<storage, read_write> pan: array<f32>;   // [n − j0 − b, BLK] panel copy
+@group(0) @binding(6) var<storage, read_write> xd: array<f32>;    // [BLK, BLK] inverse of a diagonal block
+@group(0) @binding(7) var<uniform> p: P;
 var<workgroup> wfail: u32;
 var<workgroup> wpiv: f32;
 
@@ -31,51 +33,6 @@ fn reverse_damp(@builtin(global_invocation_id) g: vec3u) {
 }
 
 @compute @workgroup_size(256)
-fn factor(@builtin(local_invocation_id) l: vec3u) {
-  let n = p.n;
-  for (var j = 0u; j < n; j++) {
-    if (l.x == 0u) {
-      let d = a[j * n + j];
-      if (!(d > 0.0)) { wfail = 1u; } else { wfail = 0u; wpiv = sqrt(d); a[j * n + j] = wpiv; }
-    }
-    let fail = workgroupUniformLoad(&wfail);
-    if (fail != 0u) {
-      if (l.x == 0u) { status[0] = 1u; }
-      return;
-    }
-    let d = wpiv;
-    for (var i = j + 1u + l.x; i < n; i += 256u) { a[i * n + j] /= d; }
-    storageBarrier();
-    workgroupBarrier();
-    // trailing update of the lower triangle: a[i][k] -= a[i][j]·a[k][j], j < k <= i
-    for (var i = j + 1u + l.x; i < n; i += 256u) {
-      let aij = a[i * n + j];
-      for (var k = j + 1u; k <= i; k++) { a[i * n + k] -= aij * a[k * n + j]; }
-    }
-    storageBarrier();
-    workgroupBarrier();
-  }
-}
-
-@compute @workgroup_size(256)
-fn tri_inverse(@builtin(local_invocation_id) l: vec3u) {
-  if (l.x == 0u) { wfail = status[0]; }
-  if (workgroupUniformLoad(&wfail) != 0u) { return; }
-  let n = p.n;
-  // row i of X = L⁻¹: X[i][c] = (δ(i,c) − Σ_{k=c}^{i−1} L[i][k]·X[k][c]) / L[i][i]
-  for (var i = 0u; i < n; i++) {
-    let lii = a[i * n + i];
-    for (var c = l.x; c <= i; c += 256u) {
-      var s = select(0.0, 1.0, c == i);
-      for (var k = c; k < i; k++) { s -= a[i * n + k] * xinv[k * n + c]; }
-      xinv[i * n + c] = s / lii;
-    }
-    storageBarrier();
-    workgroupBarrier();
-  }
-}
-
-@compute @workgroup_size(256)
 fn unreverse(@builtin(global_invocation_id) g: vec3u) {
   if (status[0] != 0u) { return; }
   let idx = g.x + g.y * p.nx;
@@ -86,38 +43,78 @@ fn unreverse(@builtin(global_invocation_id) g: vec3u) {
   H[idx] = select(0.0, xinv[(n - 1u - i) * n + (n - 1u - j)] * sc[j], j >= i);
 }
 
-// ---- large n: one dispatch per step over the whole GPU (p.nx carries the step j / row i) ----
+// ---- blocked, BLK columns at a time (p.nx carries the block start j0) ----
+// factor:  blk_factor (the diagonal block, one workgroup), blk_panel (the rows below: L21 = A21·L11⁻ᵀ, also
+//          copied to pan [rows, BLK]), then the host's GEMM A22 −= L21·L21ᵀ (the whole square; only the lower
+//          triangle is ever read)
+// inverse: blk_inverse (X_ii = L_ii⁻¹, also copied to xd [BLK, BLK]), then the host's GEMMs
+//          T = L[i, :i]·X[:i, :i] and X[i, :i] = −X_ii·T
+const BLK = 64u;
+
 @compute @workgroup_size(256)
-fn step_pivot(@builtin(local_invocation_id) l: vec3u) {
-  // column j: pivot and scale (one workgroup)
+fn blk_factor(@builtin(local_invocation_id) l: vec3u) {
   let n = p.n;
-  let j = p.nx;
-  if (l.x == 0u) {
-    let d = a[j * n + j];
-    if (!(d > 0.0) || status[0] != 0u) { wfail = 1u; status[0] = 1u; } else { wfail = 0u; wpiv = sqrt(d); a[j * n + j] = wpiv; }
-  }
+  let j0 = p.nx;
+  let e = min(j0 + BLK, n);
+  if (l.x == 0u) { wfail = status[0]; }
   if (workgroupUniformLoad(&wfail) != 0u) { return; }
-  let d = wpiv;
-  for (var i = j + 1u + l.x; i < n; i += 256u) { a[i * n + j] /= d; }
+  for (var j = j0; j < e; j++) {
+    if (l.x == 0u) {
+      let d = a[j * n + j];
+      if (!(d > 0.0)) { wfail = 1u; status[0] = 1u; } else { wfail = 0u; wpiv = sqrt(d); a[j * n + j] = wpiv; }
+    }
+    if (workgroupUniformLoad(&wfail) != 0u) { return; }
+    let d = wpiv;
+    for (var i = j + 1u + l.x; i < e; i += 256u) { a[i * n + j] /= d; }
+    storageBarrier();
+    workgroupBarrier();
+    for (var i = j + 1u + l.x; i < e; i += 256u) {
+      let aij = a[i * n + j];
+      for (var k = j + 1u; k <= i; k++) { a[i * n + k] -= aij * a[k * n + j]; }
+    }
+    storageBarrier();
+    workgroupBarrier();
+  }
 }
-@compute @workgroup_size(16, 16)
-fn step_update(@builtin(global_invocation_id) g: vec3u) {
-  // trailing lower triangle: a[i][k] -= a[i][j]·a[k][j] for j < k <= i
+
+@compute @workgroup_size(64)
+fn blk_panel(@builtin(global_invocation_id) g: vec3u) {
+  // row i below the block: x·L11ᵀ = a[i, j0:e] by forward substitution, in place and into pan
   let n = p.n;
-  let j = p.nx;
-  let i = j + 1u + g.y;
-  let k = j + 1u + g.x;
-  if (i >= n || k > i || status[0] != 0u) { return; }
-  a[i * n + k] -= a[i * n + j] * a[k * n + j];
+  let j0 = p.nx;
+  let e = min(j0 + BLK, n);
+  let i = e + g.x;
+  if (i >= n || status[0] != 0u) { return; }
+  for (var c = j0; c < e; c++) {
+    var s = a[i * n + c];
+    for (var k = j0; k < c; k++) { s -= a[i * n + k] * a[c * n + k]; }
+    let v = s / a[c * n + c];
+    a[i * n + c] = v;
+    pan[(i - e) * BLK + (c - j0)] = v;
+  }
 }
+
 @compute @workgroup_size(256)
-fn step_inverse(@builtin(global_invocation_id) g: vec3u) {
-  // row i of X = L⁻¹ (columns c <= i in parallel)
+fn blk_inverse(@builtin(local_invocation_id) l: vec3u) {
+  // X_ii = L_ii⁻¹ for the diagonal block at i0, row by row as tri_inverse, into xinv and xd
+  if (l.x == 0u) { wfail = status[0]; }
+  if (workgroupUniformLoad(&wfail) != 0u) { return; }
   let n = p.n;
-  let i = p.nx;
-  let c = g.x;
-  if (c > i || status[0] != 0u) { return; }
-  var s = select(0.0, 1.0, c == i);
-  for (var k = c; k < i; k++) { s -= a[i * n + k] * xinv[k * n + c]; }
-  xinv[i * n + c] = s / a[i * n + i];
+  let i0 = p.nx;
+  let e = min(i0 + BLK, n);
+  for (var t = l.x; t < BLK * BLK; t += 256u) { xd[t] = 0.0; }  // its upper part stays 0
+  storageBarrier();
+  workgroupBarrier();
+  for (var i = i0; i < e; i++) {
+    let lii = a[i * n + i];
+    for (var c = i0 + l.x; c <= i; c += 256u) {
+      var s = select(0.0, 1.0, c == i);
+      for (var k = c; k < i; k++) { s -= a[i * n + k] * xinv[k * n + c]; }
+      let v = s / lii;
+      xinv[i * n + c] = v;
+      xd[(i - i0) * BLK + (c - i0)] = v;
+    }
+    storageBarrier();
+    workgroupBarrier();
+  }
 }

@@ -426,26 +426,34 @@ export class WebGpuBackend implements Backend {
   async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
     const n = h.shape[0]!;
     const a = this.alloc(n * n * 4, "Cholesky work matrix"), x = this.alloc(n * n * 4, "Cholesky work matrix"), st = this.alloc(4), sc = this.alloc(n * 4);
+    const BLK = 64; // as in the shader
+    // the panel below a diagonal block, T = L[i, :i]·X[:i, :i] (both up to BLK·n), a diagonal block's inverse
+    const pan = this.alloc(BLK * n * 4, "Cholesky panel", true), tmp = this.alloc(BLK * n * 4, "Cholesky panel", true);
+    const xd = this.alloc(BLK * BLK * 4, "Cholesky block", true);
     const g = this.grid(n * n, 256);
-    const bufs = [a.buf, x.buf, this.b(h), st.buf, sc.buf];
+    const bufs = [a.buf, x.buf, this.b(h), st.buf, sc.buf, pan.buf, xd.buf];
     const params: Param[] = [n, { f: damp }, g.nx];
     this.run("cholesky_inverse_upper", "reverse_damp", bufs, params, g.groups);
-    if (n <= 1024) {
-      // one workgroup walks the whole factorisation (no per-step dispatch cost; fine up to ~1k)
-      this.run("cholesky_inverse_upper", "factor", bufs, params, [1]);
-      this.run("cholesky_inverse_upper", "tri_inverse", bufs, params, [1]);
-    } else {
-      // one dispatch per step, spread over the GPU
-      for (let j = 0; j < n; j++) {
-        this.run("cholesky_inverse_upper", "step_pivot", bufs, [n, { f: damp }, j], [1]);
-        const m = n - j - 1;
-        if (m > 0) this.run("cholesky_inverse_upper", "step_update", bufs, [n, { f: damp }, j], [Math.ceil(m / 16), Math.ceil(m / 16)]);
-      }
-      for (let i = 0; i < n; i++) this.run("cholesky_inverse_upper", "step_inverse", bufs, [n, { f: damp }, i], [Math.ceil((i + 1) / 256)]);
+    // blocks of BLK columns: the O(n³) work goes to GEMMs (see the shader); 6 dispatches per block
+    for (let j0 = 0; j0 < n; j0 += BLK) {
+      const b = Math.min(BLK, n - j0), m = n - j0 - b;
+      this.run("cholesky_inverse_upper", "blk_factor", bufs, [n, { f: damp }, j0], [1]);
+      if (m === 0) continue;
+      this.run("cholesky_inverse_upper", "blk_panel", bufs, [n, { f: damp }, j0], [Math.ceil(m / 64)]);
+      // A22 −= L21·L21ᵀ with L21 = pan [m, b] (stride BLK)
+      this.gemm({ M: m, N: m, K: b, A: pan.buf, sam: BLK, sak: 1, B: pan.buf, sbk: 1, sbn: BLK, C: a.buf, cOff: (j0 + b) * n + j0 + b, ldc: n, alpha: -1, beta: 1 });
+    }
+    for (let i0 = 0; i0 < n; i0 += BLK) {
+      const b = Math.min(BLK, n - i0);
+      this.run("cholesky_inverse_upper", "blk_inverse", bufs, [n, { f: damp }, i0], [1]);
+      if (i0 === 0) continue;
+      // T [b, i0] = L[i0:i0+b, :i0]·X[:i0, :i0], then X[i0:i0+b, :i0] = −X_ii·T
+      this.gemm({ M: b, N: i0, K: i0, A: a.buf, aOff: i0 * n, sam: n, sak: 1, B: x.buf, sbk: n, sbn: 1, C: tmp.buf, ldc: i0 });
+      this.gemm({ M: b, N: i0, K: b, A: xd.buf, sam: BLK, sak: 1, B: tmp.buf, sbk: i0, sbn: 1, C: x.buf, cOff: i0 * n, ldc: n, alpha: -1 });
     }
     this.run("cholesky_inverse_upper", "unreverse", bufs, params, g.groups);
     const status = new Uint32Array(await this.readBuf(st.buf, 4))[0];
-    for (const w of [a, x, st, sc]) this.release(w);
+    for (const w of [a, x, st, sc, pan, tmp, xd]) this.release(w);
     return status === 0;
   }
   gptqBlock(a: GptqBlockArgs): void {
