@@ -52,6 +52,31 @@ fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u3
   }
 }
 
+// the k-lanes' sums added in workgroup memory; y (one split) or this split's partial sums
+fn store(acc: array<vec4<f32>, 4>, l: vec3u, n4: u32, N4: u32, ks: u32) {
+  if (l.y > 0u) {
+    for (var m = 0u; m < 4u; m++) { red[((l.y - 1u) * 4u + m) * 64u + l.x] = acc[m]; }
+  }
+  workgroupBarrier();
+  if (l.y == 0u && n4 < N4) {
+    for (var m = 0u; m < 4u; m++) {
+      if (m >= p.M) { break; }
+      let v = acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x];
+      let n = n4 * 4u;
+      if (p.ksplit == 1u) {
+        var b = vec4<f32>(0.0);
+        if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
+        let o = v + b;
+        let yo = (p.m0 + m) * p.N + n;
+        y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
+      } else {
+        let o = (ks * p.M + m) * p.N + n;
+        part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
+      }
+    }
+  }
+}
+
 @compute @workgroup_size(64, 4)
 fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let N4 = p.N / 4u;
@@ -77,26 +102,7 @@ fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: ve
       if (rb < r1) { add_row(&acc, wb, rb, r0, kl, n4, N4); }
     }
   }
-  if (l.y > 0u) {
-    for (var m = 0u; m < 4u; m++) { red[((l.y - 1u) * 4u + m) * 64u + l.x] = acc[m]; }
-  }
-  workgroupBarrier();
-  if (l.y == 0u && n4 < N4) {
-    for (var m = 0u; m < p.M; m++) {
-      let v = acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x];
-      let n = n4 * 4u;
-      if (p.ksplit == 1u) {
-        var b = vec4<f32>(0.0);
-        if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
-        let o = v + b;
-        let yo = (p.m0 + m) * p.N + n;
-        y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
-      } else {
-        let o = (ks * p.M + m) * p.N + n;
-        part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
-      }
-    }
-  }
+  store(acc, l, n4, N4, ks);
 }
 
 @compute @workgroup_size(256)
@@ -109,3 +115,93 @@ fn q4_reduce(@builtin(global_invocation_id) g: vec3u) {
   for (var ks = 0u; ks < p.ksplit; ks++) { s += part[(ks * p.M + m) * p.N + n]; }
   y[p.m0 * p.N + idx] = s;
 }
+
+//#if f16
+// ---- q4_gemv_h: the same work in f16 arithmetic (adapters with shader-f16) ----
+// Codes become exact f16 values q − zero (a nibble under the 0x6400 exponent is 1024 + q; minus 1024 + zero),
+// x is staged in f16 times a power of two that puts the largest |x| of the k range in (128, 256] (so the f16
+// sums below cannot overflow, and small activations keep their precision), products of a packed row are
+// summed in f16 four at a time, then in f32 per group, times the group's scale.
+var<workgroup> xh: array<vec2<f16>, 512>;  // [m][packed row][j < 4]: (x[8r + j], x[8r + j + 4]) · mul[m]
+
+@compute @workgroup_size(64, 4)
+fn q4_gemv_h(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let N4 = p.N / 4u;
+  let n4 = wg.x * 64u + l.x;
+  let nc = min(n4, N4 - 1u);  // columns past N compute on a valid address and are dropped
+  let ks = wg.y;
+  let r0 = ks * p.rows_per_split;
+  let r1 = min(r0 + p.rows_per_split, p.K / 8u);
+  let kl = (r1 - r0) * 8u;
+  let li = l.y * 64u + l.x;
+  // mul[m] from the largest |x| of row m over this k range
+  var mx = vec4<f32>(0.0);
+  for (var i = li; i < p.M * kl; i += 256u) {
+    let m = i / kl;
+    let k = r0 * 8u + i % kl;
+    mx[m] = max(mx[m], abs(x[(p.m0 + m) * p.K + select(k, perm[k], p.has_perm != 0u)]));
+  }
+  red[li] = mx;
+  workgroupBarrier();
+  for (var st = 128u; st > 0u; st >>= 1u) {
+    if (li < st) { red[li] = max(red[li], red[li + st]); }
+    workgroupBarrier();
+  }
+  let xm = red[0];
+  workgroupBarrier();
+  var mul = vec4<f32>(1.0);
+  for (var m = 0u; m < 4u; m++) {
+    if (xm[m] > 0.0 && xm[m] < 3e38) { mul[m] = exp2(f32(8 - frexp(xm[m]).exp)); }
+  }
+  let half = kl / 2u;  // pairs per row m
+  for (var i = li; i < p.M * half; i += 256u) {
+    let m = i / half;
+    let pi = i % half;
+    let ka = r0 * 8u + (pi / 4u) * 8u + pi % 4u;
+    let kb = ka + 4u;
+    let va = x[(p.m0 + m) * p.K + select(ka, perm[ka], p.has_perm != 0u)];
+    let vb = x[(p.m0 + m) * p.K + select(kb, perm[kb], p.has_perm != 0u)];
+    xh[i] = vec2<f16>(f16(va * mul[m]), f16(vb * mul[m]));
+  }
+  workgroupBarrier();
+  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  var ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  var cg = 0xffffffffu;
+  var sc = vec4<f32>(0.0);
+  var zh = vec4<f16>(0.0);
+  let lo = vec4<u32>(0x000F000Fu);
+  let magic = vec4<u32>(0x64006400u);
+  for (var r = r0 + l.y; r < r1; r += 4u) {
+    let w = qweight[r * N4 + nc];
+    let g = (r * 8u) / p.gs;
+    if (g != cg) {  // a group starts: the finished one times its scale
+      for (var m = 0u; m < 4u; m++) { acc[m] += sc * ga[m]; ga[m] = vec4<f32>(0.0); }
+      cg = g;
+      sc = scales[g * N4 + nc];
+      zh = vec4<f16>(zeros[g * N4 + nc] + 1024.0);
+    }
+    // per column c, pair j: (q − z) at inputs 8r + j and 8r + j + 4
+    let w0 = (w & lo) | magic;
+    let w1 = ((w >> vec4<u32>(4u)) & lo) | magic;
+    let w2 = ((w >> vec4<u32>(8u)) & lo) | magic;
+    let w3 = ((w >> vec4<u32>(12u)) & lo) | magic;
+    let base = (r - r0) * 4u;
+    for (var c = 0u; c < 4u; c++) {
+      let z = vec2<f16>(zh[c]);
+      let h0 = bitcast<vec2<f16>>(w0[c]) - z;
+      let h1 = bitcast<vec2<f16>>(w1[c]) - z;
+      let h2 = bitcast<vec2<f16>>(w2[c]) - z;
+      let h3 = bitcast<vec2<f16>>(w3[c]) - z;
+      for (var m = 0u; m < 4u; m++) {
+        if (m < p.M) {
+          let xb = m * half + base;
+          let t = h0 * xh[xb] + h1 * xh[xb + 1u] + h2 * xh[xb + 2u] + h3 * xh[xb + 3u];
+          ga[m][c] += f32(t.x) + f32(t.y);
+        }
+      }
+    }
+  }
+  for (var m = 0u; m < 4u; m++) { acc[m] = (acc[m] + sc * ga[m]) / mul[m]; }
+  store(acc, l, n4, N4, ks);
+}
+//#endif

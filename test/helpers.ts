@@ -84,6 +84,31 @@ export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) 
   }
 }
 
+/**
+ * Runs body once per shader variant the backend can switch between (WebGPU: with and without shader-f16
+ * where the device has it), so that feature paths and their float32 fallbacks are both tested.
+ */
+export async function eachShaderVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
+  const w = be as unknown as { useShaderFeatures?: (f: { f16?: boolean }) => void; shaderFeatures?: { f16: boolean } };
+  if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
+  const before = w.shaderFeatures;
+  try {
+    for (const f16 of [true, false]) {
+      w.useShaderFeatures({ f16 });
+      if (w.shaderFeatures.f16 !== f16) continue; // the device has no shader-f16
+      const variant = f16 ? "f16" : "f32";
+      try {
+        await body(variant);
+      } catch (e) {
+        (e as Error).message = `[shader variant ${variant}] ${(e as Error).message}`;
+        throw e;
+      }
+    }
+  } finally {
+    w.useShaderFeatures(before);
+  }
+}
+
 /** backends whose ops take positions as device scalars (graphs), and the CPU oracle */
 export const devicePositions = (be: Backend) => be.name === "cpu" || Boolean(be.graphs);
 

@@ -39,6 +39,30 @@ function pushBySize(pool: Map<number, GPUBuffer[]>, b: GPUBuffer): void {
   if (list) list.push(b);
   else pool.set(b.size, [b]);
 }
+/**
+ * WGSL has no conditional compilation: lines between `//#if f16` and `//#endif` (optionally `//#else`) are
+ * kept only when the feature is on, and then `enable f16;` goes first.
+ */
+export function specialize(src: string, on: { f16: boolean }): string {
+  const out: string[] = [];
+  let keep = true, inside = false;
+  for (const line of src.split("\n")) {
+    const t = line.trim();
+    const m = /^\/\/#if (\w+)$/.exec(t);
+    if (m) {
+      if (inside) throw new Error("specialize: nested //#if");
+      inside = true;
+      keep = Boolean((on as Record<string, boolean>)[m[1]!]);
+      continue;
+    }
+    if (t === "//#else" && inside) { keep = !keep; continue; }
+    if (t === "//#endif" && inside) { inside = false; keep = true; continue; }
+    if (keep) out.push(line);
+  }
+  if (inside) throw new Error("specialize: //#if without //#endif");
+  return (on.f16 && /^\s*\/\/#if f16\s*$/m.test(src) ? "enable f16;\n" : "") + out.join("\n");
+}
+
 /** a uniform value: integers are u32, {f} is f32 */
 type Param = number | { f: number };
 
@@ -73,6 +97,7 @@ export class WebGpuBackend implements Backend {
     this.maxBinding = dev.limits.maxStorageBufferBindingSize;
     this.maxBuffer = dev.limits.maxBufferSize;
     this.dummy = dev.createBuffer({ size: 16, usage: STORAGE });
+    this.features.f16 = dev.features.has("shader-f16") && process.env.GPTQ_WEBGPU_F16 !== "0";
     dev.lost.then((i) => { this.lost = `${i.reason}: ${i.message}`; });
     (dev as unknown as { onuncapturederror: ((e: { error: { message: string } }) => void) | null }).onuncapturederror = (e) => { this.error ??= e.error.message; };
   }
@@ -87,11 +112,23 @@ export class WebGpuBackend implements Backend {
     }
   }
   private layouts = new Map<string, GPUBindGroupLayout>();
+  /**
+   * Optional device features the shaders use: `f16` (shader-f16: q4_gemv_h, the packed matmul in f16
+   * arithmetic). On when the device has it; GPTQ_WEBGPU_F16=0 or useShaderFeatures turns it off.
+   */
+  private features = { f16: false };
+  /** tests and benchmarks: run the float32 fallbacks (or the feature paths again, where the device has them) */
+  useShaderFeatures(f: { f16?: boolean }): void {
+    if (f.f16 !== undefined) this.features.f16 = f.f16 && this.dev.features.has("shader-f16");
+  }
+  get shaderFeatures(): { f16: boolean } {
+    return { ...this.features };
+  }
   private source(name: string): string {
     // gptq_block and quant_params share quant.py's find_params (shaders/quantizer.wgsl); it reads `wt`,
     // which the file it is prepended to declares (WGSL allows use before declaration)
     const prefix = name === "gptq_block" || name === "quant_params" ? readFileSync(join(SHADERS, "quantizer.wgsl"), "utf8") + "\n" : "";
-    return prefix + readFileSync(join(SHADERS, `${name}.wgsl`), "utf8");
+    return specialize(prefix + readFileSync(join(SHADERS, `${name}.wgsl`), "utf8"), this.features);
   }
   /** one explicit layout per shader file, from its declarations, shared by all its entry points */
   private layout(name: string): GPUBindGroupLayout {
@@ -108,7 +145,7 @@ export class WebGpuBackend implements Backend {
     return l;
   }
   private pipeline(name: string, entry = "main"): GPUComputePipeline {
-    const key = `${name}:${entry}`;
+    const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.dev.createShaderModule({ code: this.source(name), label: name });
@@ -532,7 +569,7 @@ export class WebGpuBackend implements Backend {
         const ks = Math.ceil(rows / rps);
         const params: Param[] = [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0];
         const part = ks > 1 ? this.alloc(ks * mm * N * 4, "partial sums", true) : null;
-        this.run("quant_matmul_q4", "q4_gemv", [this.b(x), f.qweight4.buf, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bb, part?.buf ?? this.dummy, this.b(y)], params, [colGroups, ks]);
+        this.run("quant_matmul_q4", this.features.f16 ? "q4_gemv_h" : "q4_gemv", [this.b(x), f.qweight4.buf, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bb, part?.buf ?? this.dummy, this.b(y)], params, [colGroups, ks]);
         if (part) {
           const g = this.grid(mm * N, 256);
           params[8] = g.nx;

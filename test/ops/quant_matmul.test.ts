@@ -1,6 +1,6 @@
 // quant_matmul: x [M, in] @ dequant(W)ᵀ (+ b) -> [M, out], W[n,k] = scale[g,n]·(q[k,n] − zero[g,n]), g = g_idx[k]
 import { describe, test } from "bun:test";
-import { cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend, QuantWeightSpec } from "../../src/backend.ts";
 import { packQweight, packQzeros } from "../../src/gptq/pack.ts";
 import { f16ToF32Array, f32ToF16Array } from "../../src/dtype.ts";
@@ -80,6 +80,6 @@ async function checkMagnitudes(be: Backend, oracle: Backend) {
 
 describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
-  eachGpuBackend("vs cpu", (be, c) => check(be, c));
-  eachGpuBackend("vs cpu, activations of any magnitude", (be, c) => checkMagnitudes(be, c));
+  eachGpuBackend("vs cpu (every shader variant)", (be, c) => eachShaderVariant(be, () => check(be, c)));
+  eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
 });
