@@ -269,7 +269,7 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // ---- GEMV path (M <= 4: decoding) on the same repacked layout ----
 // One lane streams one uint4 per k16 step (8 columns × 4 k values, see repack4_kernel), software-pipelined in
 // registers: the next QV_UNROLL steps' loads are in flight while the current ones are computed. Nibbles become
-// q − zero exactly in fp16 (as in the mma path); products with x are summed in fp16 (HFMA2) for QV_FLUSH steps
+// q − zero exactly in fp16 (as in the mma path); products with x are summed in fp16 (HFMA2) for up to 4 steps
 // (8 products per half) and then go to fp32 times the group's scale, so the inner loop costs about 13
 // instructions per 8 weights. x is staged in fp16 times a power of two that puts the largest |x| of the
 // block's k range in (128, 256], so those sums cannot overflow and small activations keep their precision.
@@ -280,7 +280,6 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // the end of the kernel before (which signals launch_dependents early); x is read only after the wait.
 #define QV_WARPS 4
 #define QV_UNROLL 4
-#define QV_FLUSH 4
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
@@ -339,7 +338,8 @@ __device__ __forceinline__ void stage_x_scaled(__half* xs, int stride, float* xf
 }
 __device__ __forceinline__ unsigned int h2u(__half2 h) { return *reinterpret_cast<unsigned int*>(&h); }
 __device__ __forceinline__ __half2 u2h(unsigned int u) { return *reinterpret_cast<__half2*>(&u); }
-template <int MR>
+// G: k16 steps per sub-batch (4, 2 or 1; divides the group's steps and spw)
+template <int MR, int G>
 __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
                                                             const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
                                                             float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int spw, int ksplit) {
@@ -367,7 +367,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
   load(qa, w0);
   load(qb, w0 + QV_UNROLL);
   uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
-  int grp = w0 / gs16, left = 0, fl = 0;  // steps left in the current group (0: enter the next one); steps since a flush
+  int grp = w0 / gs16;  // the group whose (scale, zero) are in S, Z
   if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
   pdl_wait();
   float mul[MR];
@@ -392,29 +392,23 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
         acch[m][i] = __float2half2_rn(0.f);
       }
   };
-  // one k16 step st of this warp with its 16 bytes of weights qv
-  auto step = [&](const uint4 qv, const int st) {
-    if (left == 0) {  // a group starts: finish the last one, take the prefetched params, prefetch the next
-      if (st != w0) { flush(); grp++; }
-      const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
+  // a group starts at step st: take its prefetched (scale, zero), prefetch the next group's
+  auto enter = [&](const int st) {
+    grp = st / gs16;
+    const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
 #pragma unroll
-      for (int i = 0; i < 8; i++) {
-        const __half2 h = u2h(v[i]);
-        S[i] = __low2float(h);
-        const __half2 zz = __high2half2(h);                                  // 1024 + z
-        Z[i] = h2u(zz);
-        Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));        // −(64 + z)
-      }
-      left = (st == w0 ? gs16 - w0 % gs16 : gs16);
-      fl = 0;
-      const long long ng = (long long)(grp + 1) * gstride;
-      if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
-    } else if (fl == QV_FLUSH) {
-      flush();
-      fl = 0;
+    for (int i = 0; i < 8; i++) {
+      const __half2 h = u2h(v[i]);
+      S[i] = __low2float(h);
+      const __half2 zz = __high2half2(h);                                  // 1024 + z
+      Z[i] = h2u(zz);
+      Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));        // −(64 + z)
     }
-    left--;
-    fl++;
+    const long long ng = (long long)(grp + 1) * gstride;
+    if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
+  };
+  // one k16 step st of this warp with its 16 bytes of weights qv: fp16 sums into acch
+  auto step = [&](const uint4 qv, const int st) {
     const int kk = (st - kb0) * 16 + 2 * t;
     const unsigned int qs[4] = {qv.x, qv.y, qv.z, qv.w};
 #pragma unroll
@@ -436,15 +430,26 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
       }
     }
   };
+  // QV_UNROLL loaded steps from s0, in sub-batches of G: a group can start only at a sub-batch (G divides
+  // the group's steps and spw), and each sub-batch ends with a flush (G <= 4: at most 8 products per half)
+  auto batch = [&](const uint4* q, const int s0) {
+#pragma unroll
+    for (int b = 0; b < QV_UNROLL; b += G) {
+      const int sb = s0 + b;
+      if (sb < w1) {
+        if (sb == w0 || sb % gs16 == 0) enter(sb);
+#pragma unroll
+        for (int u = 0; u < G; u++) if (sb + u < w1) step(q[b + u], sb + u);
+        flush();
+      }
+    }
+  };
   for (int st = w0; st < w1; st += 2 * QV_UNROLL) {
-#pragma unroll
-    for (int u = 0; u < QV_UNROLL; u++) if (st + u < w1) step(qa[u], st + u);
+    batch(qa, st);
     load(qa, st + 2 * QV_UNROLL);
-#pragma unroll
-    for (int u = 0; u < QV_UNROLL; u++) if (st + QV_UNROLL + u < w1) step(qb[u], st + QV_UNROLL + u);
+    batch(qb, st + QV_UNROLL);
     load(qb, st + 3 * QV_UNROLL);
   }
-  if (w0 < w1) flush();
 #pragma unroll
   for (int m = 0; m < MR; m++)
 #pragma unroll
@@ -536,9 +541,12 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) {
     const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
     // (a cp.async ring in shared memory instead of the register pipeline measured 15% slower on an H200)
-    const int vi = MR == 1 ? 0 : MR == 2 ? 1 : 2;
+    // sub-batch G: the largest of 4, 2, 1 dividing the group's k16 steps (spw is made a multiple of it)
+    const int gs16 = gs / 16, G = gs16 % 4 == 0 ? 4 : gs16 % 2 == 0 ? 2 : 1;
+    const int vi = (MR == 1 ? 0 : MR == 2 ? 1 : 2) * 3 + (G == 4 ? 0 : G == 2 ? 1 : 2);
     typedef void (*QvKernel)(float*, const float*, const int*, const uint4*, const unsigned int*, const float*, float*, int*, int, int, int, int, int, int);
-    static const QvKernel kernels[3] = {qm4v_kernel<1>, qm4v_kernel<2>, qm4v_kernel<4>};
+    static const QvKernel kernels[9] = {qm4v_kernel<1, 4>, qm4v_kernel<1, 2>, qm4v_kernel<1, 1>, qm4v_kernel<2, 4>, qm4v_kernel<2, 2>,
+                                        qm4v_kernel<2, 1>, qm4v_kernel<4, 4>, qm4v_kernel<4, 2>, qm4v_kernel<4, 1>};
     const QvKernel kern = kernels[vi];
     // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
     // block's k range in shared memory, fp16 and fp32 (<= 24 KiB); the warps' sums reuse the fp32 part
@@ -547,7 +555,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
       const size_t kl = (size_t)QV_WARPS * spw * 16, f32 = (size_t)MR * kl * sizeof(float), red = (size_t)QV_WARPS * MR * 64 * sizeof(float);
       return (size_t)MR * kl * sizeof(__half) + (f32 > red ? f32 : red);
     };
-    static int fit[3] = {0, 0, 0};
+    static int fit[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     if (!fit[vi]) {
       GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw)));
       if (fit[vi] < 1) fit[vi] = 1;
@@ -557,6 +565,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     ksplit = ksplit < 1 ? 1 : ksplit;
     int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
     spw = spw < 8 ? 8 : spw > maxspw ? maxspw : spw;
+    spw = (spw + G - 1) / G * G;
     ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
     const size_t smem = smem_for(spw);
     // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
