@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds build/libgptq_cuda.so: machine code for sm_80/86/89/90 and PTX (compute_90) for newer cards.
+# Builds build/libgptq_cuda.so: machine code for sm_75/80/86/89/90 and PTX (compute_90) for newer cards
+# (sm_75, Turing, the oldest CUDA 13 compiles for: everything but the tensor-core packed matmul).
 # GPTQ_CUDA_ARCHS="80 90" narrows the list (faster builds while developing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-nvcc}
 command -v "$NVCC" >/dev/null || { echo "build:cuda: nvcc not found (install the CUDA toolkit or set NVCC)" >&2; exit 1; }
-archs=${GPTQ_CUDA_ARCHS:-"80 86 89 90"}
+archs=${GPTQ_CUDA_ARCHS:-"75 80 86 89 90"}
 gencode=()
 for a in $archs; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
 last=${archs##* }
@@ -13,7 +14,7 @@ gencode+=(-gencode "arch=compute_$last,code=compute_$last")
 mkdir -p build
 out=build/libgptq_cuda.so
 tmp=build/.libgptq_cuda.so.tmp
-"$NVCC" -O3 -std=c++17 -shared -Xcompiler -fPIC -Xcompiler -Wall "${gencode[@]}" \
+"$NVCC" -O3 -std=c++17 --threads 0 -shared -Xcompiler -fPIC -Xcompiler -Wall "${gencode[@]}" \
   -cudart static -o "$tmp" kernels/*.cu -ldl ${GPTQ_NVCC_FLAGS:-}
 mv "$tmp" "$out"
 echo "built $out ($(du -h "$out" | cut -f1), archs: $archs + PTX $last)"

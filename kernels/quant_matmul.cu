@@ -82,6 +82,8 @@ __device__ __forceinline__ unsigned int dq2(unsigned int q, unsigned int zz, uns
   __half2 r = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zz)), *reinterpret_cast<__half2*>(&ss));
   return *reinterpret_cast<unsigned int*>(&r);
 }
+// mma.sync m16n8k16 and cp.async need sm_80; sm_75 builds get empty stand-ins (qm4_kernel is never launched there)
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 __device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3, unsigned int b0, unsigned int b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -96,6 +98,14 @@ __device__ __forceinline__ void cp_async8(void* dst, const void* src) {
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+#else
+__device__ __forceinline__ void mma16816(float*, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int) {}
+__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void*, const void*) {}
+__device__ __forceinline__ void cp_async8(void*, const void*) {}
+__device__ __forceinline__ void cp_commit() {}
+template <int N> __device__ __forceinline__ void cp_wait() {}
+#endif
 
 // xs [m][stride] (fp16) = x [m, k0 + kk] · mul (through perm), kk < kl: 4 loads in flight per thread
 __device__ __forceinline__ void stage_x(__half* xs, int stride, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl, float mul) {
@@ -488,6 +498,11 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
   if (threadIdx.x == 0) counters[c] = 0;
 }
 
+static int cc_major() {
+  static int v = 0;
+  if (!v) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev); }
+  return v;
+}
 static int sm_count() {
   static int n = 0;
   if (!n) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev); if (!n) n = 80; }
@@ -532,7 +547,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1, "matmul4: M = %d", M);
   static bool opted = false;
-  if (!opted) {
+  if (!opted && cc_major() >= 8) {
     GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
     GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
     opted = true;
@@ -600,6 +615,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     GQ_LAUNCHED("matmul4 (gemv)");
     return GQ_OK;
   }
+  if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
   for (int m0 = 0; m0 < M; m0 += 32) {
     const int mm = M - m0 < 32 ? M - m0 : 32;
     // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring

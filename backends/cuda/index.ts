@@ -42,7 +42,11 @@ export class CudaBackend implements Backend {
   /** set while a graph is being captured: buffers made inside, frees of outside buffers put off until the end */
   private capture: { inside: Set<Buf>; deferred: Buf[] } | null = null;
 
-  constructor(readonly lib: CudaLib, readonly device: string, readonly info: Record<string, unknown>) {}
+  /** compute capability 8.0+: the packed matmul's tensor-core kernel (mma.sync m16n8k16, cp.async) for 5..64 rows */
+  readonly tensorCoreMatmul: boolean;
+  constructor(readonly lib: CudaLib, readonly device: string, readonly info: Record<string, unknown>) {
+    this.tensorCoreMatmul = Number(info.computeCapability ?? "8.0") >= 8;
+  }
 
   readonly graphs: GraphSupport = {
     capture: (fn: () => void): DeviceGraph => {
@@ -358,7 +362,8 @@ export class CudaBackend implements Backend {
     const M = numel(x.shape) / K;
     const y = this.out([M, N]);
     const b = bias ? this.p(bias) : null;
-    if (h.fast && M <= 64) {
+    // the GEMV (M <= 4) runs on sm_75 too; the tensor-core kernel for more rows needs compute capability 8.0
+    if (h.fast && (M <= 4 || (this.tensorCoreMatmul && M <= 64))) {
       this.check(this.lib.gq_qm_matmul4(this.p(y), this.p(x), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, b, M, K, N, h.groupSize), "quant_matmul (4-bit)");
     } else if (M <= 8) {
       this.check(this.lib.gq_qm_matmul_generic(this.p(y), this.p(x), h.qweight.ptr, h.scales.ptr, h.zeros.ptr, h.gIdx.ptr, b, M, K, N, bits), "quant_matmul (generic)");
@@ -411,7 +416,7 @@ function probeSync() {
   const device = name.toString("utf8", 0, name.indexOf(0));
   const cc = `${maj[0]}.${min[0]}`;
   const details: Record<string, unknown> = { computeCapability: cc, memoryGiB: +(Number(mem[0]) / 2 ** 30).toFixed(1), multiprocessors: sms[0], library: lib.path, devices: n[0] };
-  if (maj[0]! < 8) return (probed = { result: { name: "cuda", available: false, device, reason: `compute capability ${cc} is below 8.0 (the kernels use sm_80 mma instructions)`, details } });
+  if (maj[0]! * 10 + min[0]! < 75) return (probed = { result: { name: "cuda", available: false, device, reason: `compute capability ${cc} is below 7.5 (CUDA 13 builds for sm_75 and newer)`, details } });
   const cublas = findNvidiaLibrary("libcublas", "GPTQ_CUBLAS"), cusolver = findNvidiaLibrary("libcusolver", "GPTQ_CUSOLVER");
   if (!cublas.path || !cusolver.path) {
     const missing = !cublas.path ? "cuBLAS (libcublas.so)" : "cuSOLVER (libcusolver.so)";
