@@ -58,6 +58,22 @@ for (const b of backends) {
       // same kernels either way; only the order of the packed matmul's atomic split-K sums may differ
       for (let i = 0; i < e.logits.length; i++) expectClose(g.logits[i]!, e.logits[i]!, 1e-4, `step ${i}`);
     });
+    test.skipIf(!b.backend || !existsSync(E2E))("4-bit decode through the packed GEMV: each step's logits agree with the CPU backend's", async () => {
+      // teacher-forced single-token steps (M = 1: the GEMV kernels, on WebGPU the f16 one where the adapter has it)
+      const dir = join(mkdtempSync(join(tmpdir(), "gptq-gemv-")), "q4");
+      await quantize(E2E, { out: dir, method: "rtn", bits: 4, groupSize: 128, progress: false, backend: "cpu" });
+      const steps = async (backend: NonNullable<typeof b.backend> | "cpu") => {
+        const m = await loadModel(dir, { backend });
+        const cache = m.newCache(32), d = new Decoder(m, cache, { graph: false });
+        const out: Float32Array[] = [];
+        for (const t of [1, 450, 1996, 1354, 701, 278, 3186, 310, 13, 29871, 1576, 9]) out.push((await d.step(Int32Array.of(t % m.config.vocabSize))).slice());
+        d.free();
+        m.freeCache(cache);
+        return out;
+      };
+      const g = await steps(b.backend!), c = await steps("cpu");
+      for (let i = 0; i < c.length; i++) expectClose(g[i]!, c[i]!, 5e-3, `step ${i}`); // f16 arithmetic: about 6e-4 measured
+    });
     test.skipIf(!b.backend?.graphs)("graph capture refuses uploads and tensors left alive inside it", async () => {
       const be = b.backend!;
       expect(() => be.graphs!.capture(() => { be.upload(new Float32Array(4), [4], "f32"); })).toThrow(/graph capture/);
