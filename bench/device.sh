@@ -9,6 +9,7 @@
 #   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
+#   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
@@ -100,6 +101,13 @@ PY
     log "webgpu (Vulkan) beside cuda"
     for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m 1 --iters 100 | tee -a "$OUT/webgpu.md"; done
     for b in cuda webgpu; do timeout 240 bun gptq.ts bench layer --backend $b --seqlen 2048 | tee -a "$OUT/webgpu.md"; done ;;
+  sass)
+    log sass
+    CUOBJDUMP=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
+    "$CUOBJDUMP" -sass -arch sm_90 build/libgptq_cuda.so > "$OUT/sass.txt" 2>&1 || echo "cuobjdump failed"
+    # the M = 1, group-multiple-of-4 GEMV: instruction mix by opcode (predicates dropped)
+    awk '/Function : .*qm4v_kernelILi1ELi4E/{f=1; next} f&&/Function : /{f=0} f' "$OUT/sass.txt" \
+      | sed -nE 's|^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*).*|\2|p' | sort | uniq -c | sort -rn | head -25 ;;
   layerloss)
     log layerloss
     bun bench/layer-loss.ts 2>&1 | tee "$OUT/layerloss.txt" ;;
