@@ -76,13 +76,20 @@ export class WebGpuBackend implements Backend {
   private timing = false;
   /** used by the recorded (unsubmitted) work, recycled at the next submit */
   private freedNow: GPUBuffer[] = [];
-  private uniformsNow: GPUBuffer[] = [];
-  private sparesNow: GPUBuffer[] = [];
-  /** ready for reuse: storage buffers by size (bounded), uniforms by size, spare 16-byte bindings */
+  /** ready for reuse: storage buffers by size (bounded) */
   private pool = new Map<number, GPUBuffer[]>();
   private poolBytes = 0;
-  private uniformPool = new Map<number, GPUBuffer[]>();
-  private sparePool: GPUBuffer[] = [];
+  /**
+   * Uniforms: one slot per dispatch in a ring (one buffer, bound with a dynamic offset), written on the host
+   * and uploaded once per submit; bind groups are cached by the buffers they bind (creating one cost about
+   * 10 of the 14 µs of host time per dispatch on lavapipe). Unused bindings get a fixed 16-byte buffer per
+   * binding index (one shared dummy would alias a writable binding).
+   */
+  private readonly ring: { buf: GPUBuffer; host: ArrayBuffer; view: DataView; slot: number; slots: number; used: number };
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private dummies: GPUBuffer[] = [];
   private lost: string | null = null;
   private error: string | null = null;
   private readonly dummy: GPUBuffer;
@@ -97,6 +104,9 @@ export class WebGpuBackend implements Backend {
     this.maxBinding = dev.limits.maxStorageBufferBindingSize;
     this.maxBuffer = dev.limits.maxBufferSize;
     this.dummy = dev.createBuffer({ size: 16, usage: STORAGE });
+    const slot = Math.max(256, dev.limits.minUniformBufferOffsetAlignment), slots = 4096;
+    const host = new ArrayBuffer(slot * slots);
+    this.ring = { buf: dev.createBuffer({ size: slot * slots, usage: BU.UNIFORM | BU.COPY_DST }), host, view: new DataView(host), slot, slots, used: 0 };
     this.features.f16 = dev.features.has("shader-f16") && process.env.GPTQ_WEBGPU_F16 !== "0";
     dev.lost.then((i) => { this.lost = `${i.reason}: ${i.message}`; });
     (dev as unknown as { onuncapturederror: ((e: { error: { message: string } }) => void) | null }).onuncapturederror = (e) => { this.error ??= e.error.message; };
@@ -137,7 +147,7 @@ export class WebGpuBackend implements Backend {
       const entries: GPUBindGroupLayoutEntry[] = [];
       for (const m of this.source(name).matchAll(/@binding\((\d+)\)\s+var<(\w+)(?:,\s*(\w+))?>/g)) {
         const type = m[2] === "uniform" ? "uniform" : m[3] === "read_write" ? "storage" : "read-only-storage";
-        entries.push({ binding: Number(m[1]), visibility: globalConstructors.GPUShaderStage.COMPUTE, buffer: { type } });
+        entries.push({ binding: Number(m[1]), visibility: globalConstructors.GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset: type === "uniform" } });
       }
       l = this.dev.createBindGroupLayout({ entries, label: name });
       this.layouts.set(name, l);
@@ -166,6 +176,9 @@ export class WebGpuBackend implements Backend {
   flush(): void {
     this.endPass();
     if (this.enc) {
+      // the uniforms of everything recorded, uploaded ahead of it (queue order); the ring then starts over
+      if (this.ring.used) this.dev.queue.writeBuffer(this.ring.buf, 0, this.ring.host, 0, this.ring.used * this.ring.slot);
+      this.ring.used = 0;
       this.dev.queue.submit([this.enc.finish()]);
       this.enc = null;
       this.passes = 0;
@@ -173,13 +186,12 @@ export class WebGpuBackend implements Backend {
         if (b.size <= POOL_MAX_BUFFER && this.poolBytes + b.size <= POOL_MAX_BYTES) {
           pushBySize(this.pool, b);
           this.poolBytes += b.size;
-        } else b.destroy();
+        } else {
+          b.destroy();
+          this.bindGroups.clear(); // some may bind it
+        }
       }
-      for (const b of this.uniformsNow) pushBySize(this.uniformPool, b);
-      this.sparePool.push(...this.sparesNow);
       this.freedNow = [];
-      this.uniformsNow = [];
-      this.sparesNow = [];
     }
     this.checkAlive();
   }
@@ -190,31 +202,43 @@ export class WebGpuBackend implements Backend {
     const x = Math.min(total, lim);
     return { groups: [x, Math.ceil(total / x)], nx: x * wg };
   }
-  private tempBuffer(): GPUBuffer {
-    const b = this.sparePool.pop() ?? this.dev.createBuffer({ size: 16, usage: STORAGE });
-    this.sparesNow.push(b);
-    return b;
+  /** this dispatch's uniform slot in the ring (its byte offset); a full ring is submitted first */
+  private uniform(params: Param[]): number {
+    if (params.length * 4 > this.ring.slot) throw new InvalidArgumentError(`webgpu: ${params.length} uniform values exceed a ${this.ring.slot}-byte slot`);
+    if (this.ring.used === this.ring.slots) {
+      if (this.timing) throw new UnsupportedOpError("webgpu gpuTimeUs: the timed work needs more dispatches than one submit holds");
+      this.flush();
+    }
+    const off = this.ring.used++ * this.ring.slot, dv = this.ring.view;
+    params.forEach((v, i) => (typeof v === "number" ? dv.setUint32(off + i * 4, v >>> 0, true) : dv.setFloat32(off + i * 4, v.f, true)));
+    return off;
   }
-  private uniform(params: Param[]): GPUBuffer {
-    const size = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
-    const b = this.uniformPool.get(size)?.pop() ?? this.dev.createBuffer({ size, usage: BU.UNIFORM | BU.COPY_DST });
-    const dv = new DataView(new ArrayBuffer(size));
-    params.forEach((v, i) => (typeof v === "number" ? dv.setUint32(i * 4, v >>> 0, true) : dv.setFloat32(i * 4, v.f, true)));
-    // queue-ordered: runs after every earlier submit (the last users of a recycled buffer), before this one
-    this.dev.queue.writeBuffer(b, 0, dv.buffer, 0, size);
-    this.uniformsNow.push(b);
-    return b;
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
+  }
+  private bindGroup(name: string, bufs: GPUBuffer[]): GPUBindGroup {
+    const real = bufs.map((b, binding) => (b === this.dummy ? (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE })) : b));
+    const key = `${name}:${real.map((b) => this.bufferId(b)).join(",")}`;
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = real.map((buffer, binding) => ({ binding, resource: { buffer } }));
+      entries.push({ binding: bufs.length, resource: { buffer: this.ring.buf, offset: 0, size: this.ring.slot } });
+      bg = this.dev.createBindGroup({ layout: this.layout(name), entries });
+      if (this.bindGroups.size >= 8192) this.bindGroups.clear();
+      this.bindGroups.set(key, bg);
+    }
+    return bg;
   }
   private run(name: string, entry: string, bufs: GPUBuffer[], params: Param[], groups: [number, number?, number?]): void {
     this.checkAlive();
     const pipe = this.pipeline(name, entry);
-    // unused bindings get a fresh 16-byte buffer each (one shared dummy would alias a writable binding)
-    const entries: GPUBindGroupEntry[] = bufs.map((buffer, binding) => ({ binding, resource: { buffer: buffer === this.dummy ? this.tempBuffer() : buffer } }));
-    entries.push({ binding: bufs.length, resource: { buffer: this.uniform(params) } });
-    const bg = this.dev.createBindGroup({ layout: this.layout(name), entries });
+    const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
+    const bg = this.bindGroup(name, bufs);
     this.pass ??= this.encoder().beginComputePass();
     this.pass.setPipeline(pipe);
-    this.pass.setBindGroup(0, bg);
+    this.pass.setBindGroup(0, bg, [off]);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     if (++this.passes >= 256 && !this.timing) this.flush();
   }
