@@ -104,10 +104,11 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       const bl = shapes.map(([, K, N]) => be.denseBaseline!(m, N, K));
       label = bl[0]!.label;
       moved = bl.reduce((a, b) => a + b.bytes, 0);
-      const b = await timeDeviceUs(be, () => bl.forEach((x) => x.run()), iters);
+      const runBaseline = () => bl.forEach((x) => x.run());
+      const b = await timeDeviceUs(be, runBaseline, iters);
       if (b.timing !== q.timing) throw new Error(`bench matmul: baseline timed as ${b.timing}, packed matmul as ${q.timing}`);
       baselineUs = b.us;
-      baselineGpuUs = await gpu(() => bl.forEach((x) => x.run()));
+      baselineGpuUs = await gpu(runBaseline);
       bl.forEach((x) => x.free());
     }
     for (const x of xs) be.free(x);
