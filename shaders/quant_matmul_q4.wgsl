@@ -26,6 +26,9 @@ var<workgroup> red: array<vec4<f32>, 768>;  // [k-lane − 1][m][64 column quads
 
 // The 8 codes of a packed word, each as a float 1 + q/16: the nibble shifted to the top mantissa bits (19..22)
 // under the exponent of 1.0 (one shift and one and/or per code, no integer-to-float conversion)
+// x of slab row m at (sorted) input k: through `perm` for act-order
+fn xin(m: u32, k: u32) -> f32 { return x[(p.m0 + m) * p.K + select(k, perm[k], p.has_perm != 0u)]; }
+
 fn f16q(v: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>((v & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u)); }
 
 // acc[m] += this thread's 4 columns over packed row r (8 inputs): scale·(Σ x·q − zero·Σ x)
@@ -88,7 +91,7 @@ fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: ve
   for (var i = l.y * 64u + l.x; i < p.M * kl; i += 256u) {
     let m = i / kl;
     let k = r0 * 8u + i % kl;
-    xs[i / 4u][i % 4u] = x[(p.m0 + m) * p.K + select(k, perm[k], p.has_perm != 0u)];
+    xs[i / 4u][i % 4u] = xin(m, k);
   }
   workgroupBarrier();
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
@@ -139,7 +142,7 @@ fn q4_gemv_h(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
   for (var i = li; i < p.M * kl; i += 256u) {
     let m = i / kl;
     let k = r0 * 8u + i % kl;
-    mx[m] = max(mx[m], abs(x[(p.m0 + m) * p.K + select(k, perm[k], p.has_perm != 0u)]));
+    mx[m] = max(mx[m], abs(xin(m, k)));
   }
   red[li] = mx;
   workgroupBarrier();
@@ -159,8 +162,8 @@ fn q4_gemv_h(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
     let pi = i % half;
     let ka = r0 * 8u + (pi / 4u) * 8u + pi % 4u;
     let kb = ka + 4u;
-    let va = x[(p.m0 + m) * p.K + select(ka, perm[ka], p.has_perm != 0u)];
-    let vb = x[(p.m0 + m) * p.K + select(kb, perm[kb], p.has_perm != 0u)];
+    let va = xin(m, ka);
+    let vb = xin(m, kb);
     xh[i] = vec2<f16>(f16(va * mul[m]), f16(vb * mul[m]));
   }
   workgroupBarrier();
