@@ -1,7 +1,8 @@
-// matmul: strided GEMM, C[m, n] = alpha · Σ_k A(m, k) · B(k, n) + beta · C[m, n] (+ bias[n])
+// matmul: strided GEMM, C[m, n] = alpha · Σ_k A(m, k) · B(k, n) + beta · C[m, n]
 //   A(m, k) = A[a_off + m·sam + k·sak],  B(k, n) = B[b_off + k·sbk + n·sbn],  C[c_off + m·ldc + n]
+// (+ bias[bias_off + n]). Above the binding limit, the backend binds windows of A, B, C and passes tiles.
 // One op serves x @ Wᵀ (matmul), xᵀx (hessian_accumulate) and the GPTQ lazy update. 16x16 tiles.
-struct P { M: u32, N: u32, K: u32, a_off: u32, sam: u32, sak: u32, b_off: u32, sbk: u32, sbn: u32, c_off: u32, ldc: u32, alpha: f32, beta: f32, has_bias: u32 }
+struct P { M: u32, N: u32, K: u32, a_off: u32, sam: u32, sak: u32, b_off: u32, sbk: u32, sbn: u32, c_off: u32, ldc: u32, alpha: f32, beta: f32, has_bias: u32, bias_off: u32 }
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
@@ -29,7 +30,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     let ci = p.c_off + m * p.ldc + n;
     var v = p.alpha * acc;
     if (p.beta != 0.0) { v += p.beta * C[ci]; }
-    if (p.has_bias != 0u) { v += bias[n]; }
+    if (p.has_bias != 0u) { v += bias[p.bias_off + n]; }
     C[ci] = v;
   }
 }

@@ -1,9 +1,9 @@
 // quant_matmul: y [M, N] = x [M, K] @ dequant(W)ᵀ (+ b), W[n, k] = scale[g, n]·(q[k, n] − zero[g, n]), g = g_idx[k]
 //   unpack_zeros  zeros [G, N] f32 from qzeros (+ offset: 1 for checkpoint_format gptq)
 //   generic       any bit width: one thread per output, the bit stream read directly
-//   dequant       W [N, K] f32, for large M (then matmul)
+//   dequant       W[n0 : n0 + nc] [nc, K] f32, for large M (then matmul; outputs in chunks when W is above the binding limit)
 // (the fast 4-bit path for a few rows is quant_matmul_q4.wgsl)
-struct P { M: u32, K: u32, N: u32, bits: u32, G: u32, offset: u32, has_bias: u32, nx: u32 }
+struct P { M: u32, K: u32, N: u32, bits: u32, G: u32, offset: u32, has_bias: u32, nx: u32, n0: u32, nc: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> qweight: array<u32>;
 @group(0) @binding(2) var<storage, read> scales: array<f32>;
@@ -53,10 +53,11 @@ fn generic(@builtin(global_invocation_id) g: vec3u) {
 
 @compute @workgroup_size(256)
 fn dequant(@builtin(global_invocation_id) g: vec3u) {
-  let idx = g.x + g.y * p.nx;  // over K·N, input order
-  if (idx >= p.K * p.N) { return; }
-  let k = idx / p.N;
-  let n = idx % p.N;
+  let idx = g.x + g.y * p.nx;  // over K·nc, input order
+  if (idx >= p.K * p.nc) { return; }
+  let k = idx / p.nc;
+  let j = idx % p.nc;
+  let n = p.n0 + j;
   let gr = u32(gidx[k]);
-  y[n * p.K + k] = scales[gr * p.N + n] * (code(k, n) - zeros[gr * p.N + n]);
+  y[j * p.K + k] = scales[gr * p.N + n] * (code(k, n) - zeros[gr * p.N + n]);
 }

@@ -5,7 +5,7 @@
  */
 import { readFileSync, existsSync } from "node:fs";
 import { InvalidArgumentError } from "./errors.ts";
-import type { LlamaModel } from "./model/llama.ts";
+import { chunkRows, widestActivation, type LlamaModel } from "./model/llama.ts";
 import { Progress } from "./progress.ts";
 
 export interface EvalOptions {
@@ -39,7 +39,8 @@ export async function evaluate(model: LlamaModel, text: string, opts: EvalOption
   let windows = Math.floor(ids.length / seqlen);
   if (opts.maxWindows !== undefined) windows = Math.min(windows, opts.maxWindows);
   if (windows < 1) throw new InvalidArgumentError(`--dataset: ${ids.length} tokens are fewer than one window of --seqlen ${seqlen}`);
-  const batch = Math.max(1, opts.batch ?? 4);
+  // windows per forward pass: up to --batch, fewer where the backend limits tensor size
+  const batch = chunkRows(model.backend, widestActivation(model.config), seqlen, Math.max(1, opts.batch ?? 4) * seqlen) / seqlen;
   const bar = opts.progress === false ? null : new Progress("eval", windows);
   let sum = 0, count = 0;
   for (let w0 = 0; w0 < windows; w0 += batch) {

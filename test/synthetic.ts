@@ -3,7 +3,9 @@ import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeSafetensors, type TensorToWrite } from "../src/model/safetensors.ts";
-import { f32ToBf16Array, f32ToF16Array } from "../src/dtype.ts";
+import { f16ToF32Array, f32ToBf16Array, f32ToF16Array } from "../src/dtype.ts";
+import { packQweight, packQzeros } from "../src/gptq/pack.ts";
+import type { QuantWeightSpec } from "../src/backend.ts";
 import { DATA } from "./helpers.ts";
 import { randn, rng } from "./helpers.ts";
 
@@ -65,4 +67,38 @@ export function syntheticModel(o: SynthOpts = {}): string {
   writeFileSync(join(dir, "config.json"), JSON.stringify(cfg, null, 2));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(DATA, "stories260K-hf", f), join(dir, f));
   return dir;
+}
+
+export interface QuantCase { spec: QuantWeightSpec; codes: Uint8Array; zeros: Int32Array }
+
+/** random codes, fp16-representable scales, zeros, and (optionally act-order) g_idx, packed in the standard layout */
+export function randomQuant(r: () => number, bits: number, K: number, N: number, gs: number, actOrder: boolean, v1: boolean): QuantCase {
+  const maxq = (1 << bits) - 1;
+  const G = Math.ceil(K / gs);
+  const codes = Uint8Array.from({ length: K * N }, () => Math.floor(r() * (maxq + 1)));
+  const zeros = Int32Array.from({ length: G * N }, () => (v1 ? 1 : 0) + Math.floor(r() * maxq));
+  const scales = f16ToF32Array(f32ToF16Array(Float32Array.from({ length: G * N }, () => 0.001 + 0.02 * r())));
+  let gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / gs));
+  if (actOrder) {
+    for (let i = K - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [gIdx[i], gIdx[j]] = [gIdx[j]!, gIdx[i]!];
+    }
+  }
+  const stored = v1 ? zeros.map((z) => z - 1) : zeros;
+  return {
+    codes, zeros,
+    spec: { bits, inFeatures: K, outFeatures: N, groups: G, qweight: packQweight(codes, K, N, bits), qzeros: packQzeros(stored, G, N, bits), scales, gIdx, zeroOffset: v1 ? 1 : 0 },
+  };
+}
+
+/** H = 2/n · XᵀX [cols, cols] of n random rows with per-channel scales (0.1 .. 2.1), input 5 dead (zero row and column) */
+export function hessianOf(r: () => number, cols: number, n: number): Float32Array {
+  const x = randn(n * cols, r);
+  for (let c = 0; c < cols; c++) { const s = 0.1 + 2 * r(); for (let t = 0; t < n; t++) x[t * cols + c]! *= s; }
+  const H = new Float32Array(cols * cols);
+  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) { let s = 0; for (let t = 0; t < n; t++) s += x[t * cols + i]! * x[t * cols + j]!; H[i * cols + j] = (2 * s) / n; }
+  // one dead input
+  for (let j = 0; j < cols; j++) H[5 * cols + j] = H[j * cols + 5] = 0;
+  return H;
 }

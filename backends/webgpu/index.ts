@@ -4,6 +4,7 @@
  * batch of passes. Freed buffers, uniforms and the spare buffers of unused bindings are recycled once the
  * submit that last used them is queued (creating buffers costs more than a small dispatch). Float32 throughout
  * (weights are widened at upload); every dispatch larger than 65535 workgroups is laid out in two dimensions.
+ * Tensors above maxStorageBufferBindingSize are bound as windows (see maxBinding) and the work split to fit.
  */
 import { createGPUInstance, globalConstructors } from "bun-webgpu";
 import { readFileSync } from "node:fs";
@@ -65,6 +66,13 @@ export function specialize(src: string, on: { f16: boolean }): string {
 
 /** a uniform value: integers are u32, {f} is f32 */
 type Param = number | { f: number };
+/** what a dispatch binds: a whole buffer, or a window of one (byte offset, aligned; byte size) */
+class Window {
+  constructor(readonly buf: GPUBuffer, readonly off: number, readonly size: number) {}
+}
+type Bind = GPUBuffer | Window;
+const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+const MiB = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
@@ -94,15 +102,39 @@ export class WebGpuBackend implements Backend {
   private error: string | null = null;
   private readonly dummy: GPUBuffer;
   private readonly invFreq = new WeakMap<Float32Array, WBuf>();
-  readonly maxBinding: number;
+  /**
+   * A tensor may be as large as maxBufferSize; a dispatch binds at most maxStorageBufferBindingSize of a
+   * buffer. Ops on larger tensors bind windows and split their work (gemm by tiles of M, N and K; row-wise
+   * and element-wise ops by rows); ops that do not split refuse such tensors by name. GPTQ_WEBGPU_MAX_BINDING
+   * (bytes) or limitBinding() lowers the limit, so that tests exercise the splitting on small tensors.
+   */
+  private maxBinding: number;
   readonly maxBuffer: number;
+  private readonly align: number;
+  /** activations are chunked (calibration) to stay within one binding */
   get maxTensorBytes(): number {
     return Math.min(this.maxBinding, this.maxBuffer);
+  }
+  get bindingLimit(): number {
+    return this.maxBinding;
+  }
+  /** tests: pretend the adapter binds at most `bytes` (a multiple of 256) of a buffer; null restores it */
+  limitBinding(bytes: number | null): void {
+    const dev = this.dev.limits.maxStorageBufferBindingSize;
+    if (bytes !== null && (!(bytes >= 1024) || bytes % 256 !== 0)) throw new InvalidArgumentError(`limitBinding: bytes must be a multiple of 256 and at least 1024 (got ${bytes})`);
+    this.maxBinding = Math.min(dev, bytes ?? dev);
   }
 
   constructor(private readonly dev: GPUDevice, readonly device: string, readonly info: Record<string, unknown>) {
     this.maxBinding = dev.limits.maxStorageBufferBindingSize;
     this.maxBuffer = dev.limits.maxBufferSize;
+    this.align = dev.limits.minStorageBufferOffsetAlignment;
+    const envLimit = process.env.GPTQ_WEBGPU_MAX_BINDING;
+    if (envLimit) {
+      const v = Number(envLimit);
+      if (!(Number.isInteger(v) && v >= 1024 && v % 256 === 0)) throw new InvalidArgumentError(`GPTQ_WEBGPU_MAX_BINDING=${envLimit}: must be a whole number of bytes, a multiple of 256, at least 1024`);
+      this.limitBinding(v);
+    }
     this.dummy = dev.createBuffer({ size: 16, usage: STORAGE });
     const slot = Math.max(256, dev.limits.minUniformBufferOffsetAlignment), slots = 4096;
     const host = new ArrayBuffer(slot * slots);
@@ -218,12 +250,17 @@ export class WebGpuBackend implements Backend {
     if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
     return id;
   }
-  private bindGroup(name: string, bufs: GPUBuffer[]): GPUBindGroup {
-    const real = bufs.map((b, binding) => (b === this.dummy ? (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE })) : b));
-    const key = `${name}:${real.map((b) => this.bufferId(b)).join(",")}`;
+  private bindGroup(name: string, bufs: Bind[]): GPUBindGroup {
+    const real = bufs.map((b, binding) => {
+      if (b === this.dummy) return { buf: (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE })), off: 0, size: 16 };
+      if (b instanceof Window) return b;
+      if (b.size > this.maxBinding) throw new UnsupportedOpError(`webgpu ${name}: a tensor of ${MiB(b.size)} exceeds this adapter's storage binding limit (${MiB(this.maxBinding)}) and this op does not split its tensors; use the cuda or cpu backend for tensors this large`);
+      return { buf: b, off: 0, size: b.size };
+    });
+    const key = `${name}:${real.map((b) => `${this.bufferId(b.buf)}@${b.off}+${b.size}`).join(",")}`;
     let bg = this.bindGroups.get(key);
     if (!bg) {
-      const entries: GPUBindGroupEntry[] = real.map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const entries: GPUBindGroupEntry[] = real.map((b, binding) => ({ binding, resource: { buffer: b.buf, offset: b.off, size: b.size } }));
       entries.push({ binding: bufs.length, resource: { buffer: this.ring.buf, offset: 0, size: this.ring.slot } });
       bg = this.dev.createBindGroup({ layout: this.layout(name), entries });
       if (this.bindGroups.size >= 8192) this.bindGroups.clear();
@@ -231,7 +268,7 @@ export class WebGpuBackend implements Backend {
     }
     return bg;
   }
-  private run(name: string, entry: string, bufs: GPUBuffer[], params: Param[], groups: [number, number?, number?]): void {
+  private run(name: string, entry: string, bufs: Bind[], params: Param[], groups: [number, number?, number?]): void {
     this.checkAlive();
     const pipe = this.pipeline(name, entry);
     const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
@@ -242,11 +279,45 @@ export class WebGpuBackend implements Backend {
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     if (++this.passes >= 256 && !this.timing) this.flush();
   }
+  /**
+   * A window of `buf` from element `elem` on, `elems` long: the binding starts at the aligned byte offset at
+   * or below it, so the shader finds element `elem` at index `skip`.
+   */
+  private win(buf: GPUBuffer, elem: number, elems: number): { bind: Bind; skip: number } {
+    const off = Math.floor((elem * 4) / this.align) * this.align, skip = elem - off / 4;
+    const size = Math.min(buf.size - off, Math.ceil(((skip + elems) * 4) / 4) * 4);
+    if (size > this.maxBinding) throw new UnsupportedOpError(`webgpu: a window of ${MiB(size)} exceeds the storage binding limit (${MiB(this.maxBinding)})`);
+    return off === 0 && size === buf.size ? { bind: buf, skip } : { bind: new Window(buf, off, size), skip };
+  }
+  /**
+   * For shaders that take a window's base: the whole buffer (base 0) when it fits one binding, else a window
+   * holding elements [first, first + elems), whose first element has index `base` in the tensor.
+   */
+  private view(buf: GPUBuffer, first: number, elems: number): { bind: Bind; base: number } {
+    if (buf.size <= this.maxBinding) return { bind: buf, base: 0 };
+    const w = this.win(buf, first, elems);
+    return { bind: w.bind, base: first - w.skip };
+  }
+  /**
+   * Spans [u0, u1) over n units (rows, elements) such that a window of each tensor (unit sizes in bytes)
+   * fits one binding and starts aligned (so shaders index windows from 0). One span when all fit.
+   */
+  private spans(n: number, unitBytes: number[]): [number, number][] {
+    const widest = Math.max(...unitBytes);
+    if (n * widest <= this.maxBinding - this.align) return [[0, n]]; // (room for an unaligned view's start)
+    let step = 1;
+    for (const u of unitBytes) { const a = this.align / gcd(u, this.align); step = (step * a) / gcd(step, a); }
+    const per = Math.floor((this.maxBinding - this.align) / widest / step) * step; // room for an unaligned view's start
+    if (per === 0) throw new UnsupportedOpError(`webgpu: rows of ${MiB(widest)} (${step} at a time for alignment) exceed the storage binding limit (${MiB(this.maxBinding)})`);
+    const out: [number, number][] = [];
+    for (let u0 = 0; u0 < n; u0 += per) out.push([u0, Math.min(n, u0 + per)]);
+    return out;
+  }
   /** a storage buffer: zero-filled, or with `overwrite` (the caller writes all of it) any contents */
   private alloc(bytes: number, what = "tensor", overwrite = false): WBuf {
     const size = Math.max(16, Math.ceil(bytes / 4) * 4);
-    if (size > this.maxBuffer || size > this.maxBinding) {
-      throw new UnsupportedOpError(`webgpu: a ${what} of ${(bytes / 2 ** 20).toFixed(1)} MiB exceeds this adapter's storage binding limit of ${(Math.min(this.maxBuffer, this.maxBinding) / 2 ** 20).toFixed(0)} MiB; use smaller batches (--nsamples/--seqlen) or the cuda/cpu backend`);
+    if (size > this.maxBuffer) {
+      throw new UnsupportedOpError(`webgpu: a ${what} of ${MiB(bytes)} exceeds this adapter's largest buffer (maxBufferSize ${MiB(this.maxBuffer)}); use smaller batches (--nsamples/--seqlen) or the cuda/cpu backend`);
     }
     const reused = this.pool.get(size)?.pop();
     if (!reused) return { buf: this.dev.createBuffer({ size, usage: STORAGE }), bytes, freed: false }; // created zeroed
@@ -327,8 +398,10 @@ export class WebGpuBackend implements Backend {
   /** bytes from src to dst: the vec4 copy shader when whole 16-byte units, else copyBufferToBuffer */
   private copyInto(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
     if (bytes % 16 === 0 && bytes > 0) {
-      const g = this.grid(bytes / 16, 256);
-      this.run("copy", "main", [src, dst], [bytes / 16, g.nx], g.groups);
+      for (const [u0, u1] of this.spans(bytes / 16, [16])) {
+        const g = this.grid(u1 - u0, 256);
+        this.run("copy", "main", [this.win(src, u0 * 4, (u1 - u0) * 4).bind, this.win(dst, u0 * 4, (u1 - u0) * 4).bind], [u1 - u0, g.nx], g.groups);
+      }
     } else {
       this.endPass();
       this.encoder().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
@@ -350,12 +423,54 @@ export class WebGpuBackend implements Backend {
   }
 
   // ---------------- decoder primitives ----------------
-  /** C = alpha·A·B + beta·C over strided views (shaders/matmul.wgsl) */
-  gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer }): void {
-    if (o.M === 0 || o.N === 0) return;
-    this.run("matmul", "main", [o.A, o.B, o.C, o.bias ?? this.dummy],
-      [o.M, o.N, o.K, o.aOff ?? 0, o.sam, o.sak, o.bOff ?? 0, o.sbk, o.sbn, o.cOff ?? 0, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0],
-      [Math.ceil(o.N / 16), Math.ceil(o.M / 16)]);
+  /**
+   * C = alpha·A·B + beta·C (+ bias) over strided views (shaders/matmul.wgsl). Operands above the binding limit
+   * are bound as windows: the product is cut into tiles of M, N and K whose elements of A, B and C each fit
+   * one binding (K tiles after the first accumulate, beta = 1, and add no bias).
+   */
+  gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer; biasOff?: number }): void {
+    const { M, N, K } = o, aOff = o.aOff ?? 0, bOff = o.bOff ?? 0, cOff = o.cOff ?? 0, biasOff = o.biasOff ?? 0;
+    if (M === 0 || N === 0) return;
+    const dispatch = (m0: number, n0: number, k0: number, tm: number, tn: number, tk: number) => {
+      const mm = Math.min(tm, M - m0), nn = Math.min(tn, N - n0), kk = Math.min(tk, K - k0);
+      // the elements a tile touches: from its first to its last (strides are non-negative)
+      const a = this.win(o.A, aOff + m0 * o.sam + k0 * o.sak, (mm - 1) * o.sam + Math.max(kk - 1, 0) * o.sak + 1);
+      const b = this.win(o.B, bOff + k0 * o.sbk + n0 * o.sbn, Math.max(kk - 1, 0) * o.sbk + (nn - 1) * o.sbn + 1);
+      const c = this.win(o.C, cOff + m0 * o.ldc + n0, (mm - 1) * o.ldc + nn);
+      const bias = o.bias && k0 === 0 ? this.win(o.bias, biasOff + n0, nn) : null;
+      this.run("matmul", "main", [a.bind, b.bind, c.bind, bias?.bind ?? this.dummy],
+        [mm, nn, kk, a.skip, o.sam, o.sak, b.skip, o.sbk, o.sbn, c.skip, o.ldc, { f: o.alpha ?? 1 }, { f: k0 === 0 ? (o.beta ?? 0) : 1 }, bias ? 1 : 0, bias?.skip ?? 0],
+        [Math.ceil(nn / 16), Math.ceil(mm / 16)]);
+    };
+    const lim = this.maxBinding - this.align; // room for a window's unaligned start
+    const spanA = (tm: number, tk: number) => 4 * ((tm - 1) * o.sam + Math.max(tk - 1, 0) * o.sak + 1);
+    const spanB = (tk: number, tn: number) => 4 * (Math.max(tk - 1, 0) * o.sbk + (tn - 1) * o.sbn + 1);
+    const spanC = (tm: number, tn: number) => 4 * ((tm - 1) * o.ldc + tn);
+    const fits = (b: GPUBuffer | undefined) => !b || b.size <= this.maxBinding;
+    if (fits(o.A) && fits(o.B) && fits(o.C) && fits(o.bias)) return dispatch(0, 0, 0, M, N, K);
+    // halve the dimension that contributes most to an operand that does not fit, until all do
+    let tm = M, tn = N, tk = K;
+    // about half, rounded down to whole tiles of `unit` (the shader's 16 x 16 tiles)
+    const half = (v: number, unit: number) => { const h = Math.ceil(v / 2); return h >= unit ? Math.floor(h / unit) * unit : h; };
+    for (let guard = 0; ; guard++) {
+      if (guard > 200) throw new UnsupportedOpError(`webgpu gemm: no tiling of ${M}x${N}x${K} fits the storage binding limit (${MiB(this.maxBinding)})`);
+      if (spanA(tm, tk) > lim) {
+        if (tm > 1 && ((tm - 1) * o.sam >= (tk - 1) * o.sak || tk === 1)) tm = half(tm, 16);
+        else if (tk > 1) tk = half(tk, 16);
+        else throw new UnsupportedOpError(`webgpu gemm: one element row of A exceeds the storage binding limit`);
+      } else if (spanB(tk, tn) > lim) {
+        if (tn > 1 && ((tn - 1) * o.sbn >= (tk - 1) * o.sbk || tk === 1)) tn = half(tn, 16);
+        else if (tk > 1) tk = half(tk, 16);
+        else throw new UnsupportedOpError(`webgpu gemm: one element row of B exceeds the storage binding limit`);
+      } else if (spanC(tm, tn) > lim) {
+        if (tm > 1 && ((tm - 1) * o.ldc >= tn || tn === 1)) tm = half(tm, 16);
+        else if (tn > 1) tn = half(tn, 16);
+        else throw new UnsupportedOpError(`webgpu gemm: one element of C exceeds the storage binding limit`);
+      } else break;
+    }
+    for (let k0 = 0; k0 < Math.max(K, 1); k0 += Math.max(tk, 1))
+      for (let m0 = 0; m0 < M; m0 += tm)
+        for (let n0 = 0; n0 < N; n0 += tn) dispatch(m0, n0, k0, tm, tn, tk);
   }
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
     const { M, N, K } = matmulDims(x, w);
@@ -370,8 +485,14 @@ export class WebGpuBackend implements Backend {
     if (host) checkIds(ids, V);
     const idb = host ? this.hostBuf(ids) : null;
     const y = this.out([T, H]);
-    const g = this.grid(T * H, 256);
-    this.run("embedding", "main", [this.b(table), idb?.buf ?? this.b(ids as Tensor), this.b(y)], [T, H, g.nx], g.groups);
+    // a table or output above the binding limit: windows of the output's rows, and in each one pass per window
+    // of the table's rows that writes the outputs whose ids fall in it
+    for (const [t0, t1] of this.spans(T, [H * 4])) {
+      const g = this.grid((t1 - t0) * H, 256), out = this.win(this.b(y), t0 * H, (t1 - t0) * H).bind;
+      for (const [v0, v1] of this.spans(V, [H * 4])) {
+        this.run("embedding", "main", [this.win(this.b(table), v0 * H, (v1 - v0) * H).bind, idb?.buf ?? this.b(ids as Tensor), out], [t1 - t0, H, g.nx, v0, v1, t0], g.groups);
+      }
+    }
     if (idb) this.release(idb);
     return y;
   }
@@ -379,8 +500,10 @@ export class WebGpuBackend implements Backend {
     const H = x.shape[x.shape.length - 1]!;
     const T = numel(x.shape) / H;
     const y = this.out([T, H]);
-    const g = this.grid(T, 1);
-    this.run("rms_norm", "main", [this.b(x), this.b(w), this.b(y)], [H, { f: eps }, g.nx], g.groups);
+    for (const [r0, r1] of this.spans(T, [H * 4])) {
+      const g = this.grid(r1 - r0, 1);
+      this.run("rms_norm", "main", [this.win(this.b(x), r0 * H, (r1 - r0) * H).bind, this.b(w), this.win(this.b(y), r0 * H, (r1 - r0) * H).bind], [H, { f: eps }, g.nx], g.groups);
+    }
     return y;
   }
   rope(x: Tensor, o: RopeOpts): void {
@@ -411,8 +534,10 @@ export class WebGpuBackend implements Backend {
   private elementwise(name: string, a: Tensor, b: Tensor): Tensor {
     const n = sameSize(name, a, b);
     const y = this.out(a.shape);
-    const g = this.grid(n, 256);
-    this.run(name, "main", [this.b(a), this.b(b), this.b(y)], [n, g.nx], g.groups);
+    for (const [i0, i1] of this.spans(n, [4])) {
+      const g = this.grid(i1 - i0, 256), w = (t: Tensor) => this.win(this.b(t), i0, i1 - i0).bind;
+      this.run(name, "main", [w(a), w(b), w(y)], [i1 - i0, g.nx], g.groups);
+    }
     return y;
   }
   siluMul(g: Tensor, u: Tensor): Tensor {
@@ -425,16 +550,20 @@ export class WebGpuBackend implements Backend {
     const V = x.shape[x.shape.length - 1]!;
     const T = numel(x.shape) / V;
     const y = this.out(x.shape);
-    const g = this.grid(T, 1);
-    this.run("log_softmax", "main", [this.b(x), this.dummy, this.b(y)], [V, g.nx], g.groups);
+    for (const [r0, r1] of this.spans(T, [V * 4])) {
+      const g = this.grid(r1 - r0, 1), w = (t: Tensor) => this.win(this.b(t), r0 * V, (r1 - r0) * V).bind;
+      this.run("log_softmax", "main", [w(x), this.dummy, w(y)], [V, g.nx, 0, r1 - r0], g.groups);
+    }
     return y;
   }
   async nll(logits: Tensor, targets: Int32Array): Promise<Float64Array> {
     const { T, V } = nllDims(logits, targets);
     const tb = this.hostBuf(targets);
     const ob = this.alloc(T * 4);
-    const g = this.grid(T, 1);
-    this.run("log_softmax", "nll", [this.b(logits), tb.buf, ob.buf], [V, g.nx], g.groups);
+    for (const [r0, r1] of this.spans(T, [V * 4])) {
+      const g = this.grid(r1 - r0, 1);
+      this.run("log_softmax", "nll", [this.win(this.b(logits), r0 * V, (r1 - r0) * V).bind, tb.buf, ob.buf], [V, g.nx, r0, r1 - r0], g.groups);
+    }
     const r = Float64Array.from(new Float32Array(await this.readBuf(ob.buf, T * 4)));
     this.release(tb);
     this.release(ob);
@@ -449,14 +578,17 @@ export class WebGpuBackend implements Backend {
     this.gemm({ M: K, N: K, K: T, A: this.b(x), sam: 1, sak: K, B: this.b(x), sbk: K, sbn: 1, C: this.b(h), ldc: K, beta: 1 });
   }
   scale(t: Tensor, s: number): void {
-    const n = numel(t.shape);
-    const g = this.grid(n, 256);
-    this.run("scale", "main", [this.b(t)], [n, { f: s }, g.nx], g.groups);
+    for (const [i0, i1] of this.spans(numel(t.shape), [4])) {
+      const g = this.grid(i1 - i0, 256);
+      this.run("scale", "main", [this.win(this.b(t), i0, i1 - i0).bind], [i1 - i0, { f: s }, g.nx], g.groups);
+    }
   }
   async diagonal(h: Tensor): Promise<Float32Array> {
     const n = h.shape[0]!;
     const d = this.alloc(n * 4);
-    this.run("diagonal", "main", [this.b(h), d.buf], [n], [Math.ceil(n / 256)]);
+    for (const [r0, r1] of this.spans(n, [n * 4])) {
+      this.run("diagonal", "main", [this.win(this.b(h), r0 * n, (r1 - r0) * n).bind, d.buf], [n, r0, r1], [Math.ceil((r1 - r0) / 256)]);
+    }
     const r = new Float32Array(await this.readBuf(d.buf, n * 4));
     this.release(d);
     return r;
@@ -465,24 +597,72 @@ export class WebGpuBackend implements Backend {
     const [rows, cols] = w.shape as [number, number];
     const dead = this.alloc(cols * 4);
     const wt = this.out([cols, rows]);
-    const g = this.grid(rows * cols, 256);
-    if (h) this.run("gptq_prepare", "mark_dead", [this.b(w), this.b(h), dead.buf, this.b(wt)], [rows, cols, g.nx], [Math.ceil(cols / 256)]);
-    this.run("gptq_prepare", "transpose", [this.b(w), this.dummy, dead.buf, this.b(wt)], [rows, cols, g.nx], g.groups);
+    const W = this.b(w), WT = this.b(wt), d = this.dummy;
+    if (h) {
+      for (const [c0, c1] of this.spans(cols, [cols * 4])) {
+        const hv = this.view(this.b(h), c0 * cols, (c1 - c0) * cols);
+        this.run("gptq_prepare", "mark_dead", [d, hv.bind, dead.buf, d], [rows, cols, 0, c0, c1 - c0, 0, 0, 0, 0, hv.base], [Math.ceil((c1 - c0) / 256)]);
+      }
+    }
+    // the transpose in tiles of columns × rows whose windows of W and Wt each fit one binding
+    const lim = this.maxBinding - this.align;
+    const nr = W.size <= this.maxBinding ? rows : Math.floor(lim / (cols * 4));
+    const nc = WT.size <= this.maxBinding ? cols : Math.floor(lim / (rows * 4));
+    if (nr < 1 || nc < 1) throw new UnsupportedOpError(`webgpu gptq_prepare: a row of the ${rows}x${cols} weight exceeds the storage binding limit (${MiB(this.maxBinding)})`);
+    for (let c0 = 0; c0 < cols; c0 += nc) {
+      for (let r0 = 0; r0 < rows; r0 += nr) {
+        const tc = Math.min(nc, cols - c0), tr = Math.min(nr, rows - r0), g = this.grid(tc * tr, 256);
+        const wv = this.view(W, r0 * cols + c0, (tr - 1) * cols + tc), tv = this.view(WT, c0 * rows + r0, (tc - 1) * rows + tr);
+        this.run("gptq_prepare", "transpose", [wv.bind, d, dead.buf, tv.bind], [rows, cols, g.nx, c0, tc, r0, tr, wv.base, tv.base, 0], g.groups);
+      }
+    }
     this.release(dead);
     return wt;
   }
   quantParams(a: { wt: Tensor; c0: number; n: number; g: number; scales: Tensor; zeros: Tensor; cfg: QuantParamsCfg }): void {
-    const rows = a.wt.shape[1]!;
-    this.run("quant_params", "main", [this.b(a.wt), this.b(a.scales), this.b(a.zeros)], [rows, a.c0, a.n, a.g, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0], [Math.ceil(rows / 64)]);
+    const rows = a.wt.shape[1]!, WT = this.b(a.wt), S = this.b(a.scales), Z = this.b(a.zeros), d = this.dummy;
+    const cfg = [a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0];
+    const lim = this.maxBinding - this.align;
+    if (WT.size <= this.maxBinding || a.n * rows * 4 <= lim) {
+      const wv = this.view(WT, a.c0 * rows, a.n * rows);
+      this.run("quant_params", "main", [wv.bind, S, Z, d], [rows, a.c0, a.n, a.g, ...cfg, wv.base, 0, rows, rows, 0, 0, 0], [Math.ceil(rows / 64)]);
+      return;
+    }
+    // the n rows of Wt exceed one binding (per-channel parameters of a large weight): outputs in chunks of nr,
+    // each gathered into [n, nr] from windows of Wt's rows
+    const nr = Math.floor(lim / (a.n * 4));
+    if (nr < 1) throw new UnsupportedOpError(`webgpu quant_params: ${a.n} inputs of one output exceed the storage binding limit (${MiB(this.maxBinding)})`);
+    const tmp = this.alloc(a.n * Math.min(nr, rows) * 4, "parameter chunk", true);
+    for (let r0 = 0; r0 < rows; r0 += nr) {
+      const m = Math.min(nr, rows - r0);
+      for (const [q0, q1] of this.spans(a.n, [rows * 4])) {
+        const s0 = a.c0 + q0, s1 = a.c0 + q1, wv = this.view(WT, s0 * rows, (s1 - s0) * rows), g = this.grid((s1 - s0) * m, 256);
+        this.run("quant_params", "gather", [wv.bind, d, d, tmp.buf], [rows, a.c0, a.n, a.g, ...cfg, wv.base, r0, m, m, s0, s1, g.nx], g.groups);
+      }
+      this.run("quant_params", "main", [tmp.buf, S, Z, d], [rows, 0, a.n, a.g, ...cfg, 0, r0, m, m, 0, 0, 0], [Math.ceil(m / 64)]);
+    }
+    this.release(tmp);
   }
   gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor } {
     const [cols, rows] = wt.shape as [number, number];
     const w2 = this.out([cols, rows]), h2 = this.out([cols, cols]);
-    let g = this.grid(rows * cols, 256);
-    this.run("gptq_permute", "rows", [this.b(wt), this.b(perm), this.b(w2)], [rows, cols, g.nx], g.groups);
-    g = this.grid(cols * cols, 256);
-    this.run("gptq_permute", "sym", [this.b(h), this.b(perm), this.b(h2)], [rows, cols, g.nx], g.groups);
+    this.gather("gptq_permute", "rows", cols, rows, this.b(wt), this.b(w2), this.b(perm), (g, d0, nd, s0, s1, sb, db) => [rows, cols, g, d0, nd, s0, s1, sb, db]);
+    this.gather("gptq_permute", "sym", cols, cols, this.b(h), this.b(h2), this.b(perm), (g, d0, nd, s0, s1, sb, db) => [rows, cols, g, d0, nd, s0, s1, sb, db]);
     return { wt: w2, h: h2 };
+  }
+  /**
+   * dst row i = src row idx[i] (rows of `width` floats; both [n, width]) in windows when above the binding limit:
+   * for each span of dst rows, one dispatch per span of src rows, writing the rows whose source lies in it
+   */
+  private gather(name: string, entry: string, n: number, width: number, src: GPUBuffer, dst: GPUBuffer, idx: GPUBuffer,
+    params: (nx: number, d0: number, nd: number, s0: number, s1: number, srcBase: number, dstBase: number) => Param[]): void {
+    for (const [d0, d1] of this.spans(n, [width * 4])) {
+      const dv = this.view(dst, d0 * width, (d1 - d0) * width), g = this.grid((d1 - d0) * width, 256);
+      for (const [s0, s1] of this.spans(n, [width * 4])) {
+        const sv = this.view(src, s0 * width, (s1 - s0) * width);
+        this.run(name, entry, [sv.bind, idx, dv.bind], params(g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base), g.groups);
+      }
+    }
   }
   async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
     const n = h.shape[0]!;
@@ -491,28 +671,39 @@ export class WebGpuBackend implements Backend {
     // the panel below a diagonal block, T = L[i, :i]·X[:i, :i] (both up to BLK·n), a diagonal block's inverse
     const pan = this.alloc(BLK * n * 4, "Cholesky panel", true), tmp = this.alloc(BLK * n * 4, "Cholesky panel", true);
     const xd = this.alloc(BLK * BLK * 4, "Cholesky block", true);
-    const g = this.grid(n * n, 256);
-    const bufs = [a.buf, x.buf, this.b(h), st.buf, sc.buf, pan.buf, xd.buf];
-    const params: Param[] = [n, { f: damp }, g.nx];
-    this.run("cholesky_inverse_upper", "reverse_damp", bufs, params, g.groups);
-    // blocks of BLK columns: the O(n³) work goes to GEMMs (see the shader); 6 dispatches per block
+    const H = this.b(h), d = this.dummy;
+    // matrices above the binding limit are bound as windows of rows (views); every entry says where its start
+    const run = (entry: string, v: { a?: { bind: Bind; base: number }; x?: { bind: Bind; base: number }; h?: { bind: Bind; base: number } }, j0: number, r0: number, r1: number, groups: [number, number?], nx = 0) =>
+      this.run("cholesky_inverse_upper", entry, [v.a?.bind ?? d, v.x?.bind ?? d, v.h?.bind ?? d, st.buf, sc.buf, pan.buf, xd.buf],
+        [n, { f: damp }, nx, j0, r0, r1, v.a?.base ?? 0, v.x?.base ?? 0, v.h?.base ?? 0], groups);
+    const rows = (buf: GPUBuffer, r0: number, r1: number) => this.view(buf, r0 * n, (r1 - r0) * n);
+    const spans = this.spans(n, [n * 4]);
+    for (const [r0, r1] of spans) run("equil", { h: rows(H, r0, r1) }, 0, r0, r1, [Math.ceil((r1 - r0) / 256)]);
+    for (const [r0, r1] of spans) {
+      const g = this.grid((r1 - r0) * n, 256);
+      run("reverse_damp", { a: rows(a.buf, r0, r1), x: rows(x.buf, r0, r1), h: rows(H, n - r1, n - r0) }, 0, r0, r1, g.groups, g.nx);
+    }
+    // blocks of BLK columns: the O(n³) work goes to GEMMs (see the shader)
     for (let j0 = 0; j0 < n; j0 += BLK) {
-      const b = Math.min(BLK, n - j0), m = n - j0 - b;
-      this.run("cholesky_inverse_upper", "blk_factor", bufs, [n, { f: damp }, j0], [1]);
+      const b = Math.min(BLK, n - j0), m = n - j0 - b, e = j0 + b;
+      run("blk_factor", { a: rows(a.buf, j0, e) }, j0, 0, 0, [1]);
       if (m === 0) continue;
-      this.run("cholesky_inverse_upper", "blk_panel", bufs, [n, { f: damp }, j0], [Math.ceil(m / 64)]);
+      for (const [q0, q1] of this.spans(m, [n * 4])) run("blk_panel", { a: rows(a.buf, e + q0, e + q1) }, j0, e + q0, e + q1, [Math.ceil((q1 - q0) / 64)]);
       // A22 −= L21·L21ᵀ with L21 = pan [m, b] (stride BLK)
-      this.gemm({ M: m, N: m, K: b, A: pan.buf, sam: BLK, sak: 1, B: pan.buf, sbk: 1, sbn: BLK, C: a.buf, cOff: (j0 + b) * n + j0 + b, ldc: n, alpha: -1, beta: 1 });
+      this.gemm({ M: m, N: m, K: b, A: pan.buf, sam: BLK, sak: 1, B: pan.buf, sbk: 1, sbn: BLK, C: a.buf, cOff: e * n + e, ldc: n, alpha: -1, beta: 1 });
     }
     for (let i0 = 0; i0 < n; i0 += BLK) {
       const b = Math.min(BLK, n - i0);
-      this.run("cholesky_inverse_upper", "blk_inverse", bufs, [n, { f: damp }, i0], [1]);
+      run("blk_inverse", { a: rows(a.buf, i0, i0 + b), x: rows(x.buf, i0, i0 + b) }, i0, 0, 0, [1]);
       if (i0 === 0) continue;
       // T [b, i0] = L[i0:i0+b, :i0]·X[:i0, :i0], then X[i0:i0+b, :i0] = −X_ii·T
       this.gemm({ M: b, N: i0, K: i0, A: a.buf, aOff: i0 * n, sam: n, sak: 1, B: x.buf, sbk: n, sbn: 1, C: tmp.buf, ldc: i0 });
       this.gemm({ M: b, N: i0, K: b, A: xd.buf, sam: BLK, sak: 1, B: tmp.buf, sbk: i0, sbn: 1, C: x.buf, cOff: i0 * n, ldc: n, alpha: -1 });
     }
-    this.run("cholesky_inverse_upper", "unreverse", bufs, params, g.groups);
+    for (const [r0, r1] of spans) {
+      const g = this.grid((r1 - r0) * n, 256);
+      run("unreverse", { h: rows(H, r0, r1), x: rows(x.buf, n - r1, n - r0) }, 0, r0, r1, g.groups, g.nx);
+    }
     const status = new Uint32Array(await this.readBuf(st.buf, 4))[0];
     for (const w of [a, x, st, sc, pan, tmp, xd]) this.release(w);
     return status === 0;
@@ -520,8 +711,12 @@ export class WebGpuBackend implements Backend {
   gptqBlock(a: GptqBlockArgs): void {
     const [cols, rows] = a.wt.shape as [number, number];
     if (a.i2 - a.i1 > 128) throw new UnsupportedOpError(`webgpu gptq_block: blocks of at most 128 columns (got ${a.i2 - a.i1})`);
-    this.run("gptq_block", "main", [this.b(a.wt), this.b(a.hinv), this.b(a.codes), this.b(a.err), this.b(a.loss), this.b(a.scales), this.b(a.zeros), this.b(a.groupOfCol)],
-      [rows, cols, a.i1, a.i2, a.groupSize, a.staticGroups ? 1 : 0, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0], [Math.ceil(rows / 64)]);
+    // windows (above the binding limit): Wt's rows of the block and of the groups that start in it, Hinv's and codes' rows of the block
+    const wEnd = a.staticGroups ? a.i2 : Math.max(a.i2, Math.min(cols, a.i2 - 1 + a.groupSize));
+    const wv = this.view(this.b(a.wt), a.i1 * rows, (wEnd - a.i1) * rows), hv = this.view(this.b(a.hinv), a.i1 * cols, (a.i2 - a.i1) * cols);
+    const cv = this.view(this.b(a.codes), a.i1 * rows, (a.i2 - a.i1) * rows);
+    this.run("gptq_block", "main", [wv.bind, hv.bind, cv.bind, this.b(a.err), this.b(a.loss), this.b(a.scales), this.b(a.zeros), this.b(a.groupOfCol)],
+      [rows, cols, a.i1, a.i2, a.groupSize, a.staticGroups ? 1 : 0, a.cfg.bits, a.cfg.sym ? 1 : 0, a.cfg.mse ? 1 : 0, wv.base, hv.base, cv.base], [Math.ceil(rows / 64)]);
   }
   gptqUpdate(wt: Tensor, hinv: Tensor, err: Tensor, i1: number, i2: number): void {
     const [cols, rows] = wt.shape as [number, number];
@@ -536,13 +731,25 @@ export class WebGpuBackend implements Backend {
     const qweight = this.out([words, rows], "i32");
     const ident = perm ? null : this.hostBuf(Int32Array.from({ length: cols }, (_, i) => i));
     const pb = perm ? this.b(perm) : ident!.buf;
-    const inv = this.alloc(cols * 4);
-    const bufs = [this.b(wtq), this.b(codes), pb, inv.buf, this.b(w), this.b(qweight)];
-    let g = this.grid(rows * cols, 256);
-    this.run("gptq_finish", "invert", bufs, [rows, cols, bits, words, g.nx], [Math.ceil(cols / 256)]);
-    this.run("gptq_finish", "weight", bufs, [rows, cols, bits, words, g.nx], g.groups);
-    g = this.grid(words * rows, 256);
-    this.run("gptq_finish", "pack", bufs, [rows, cols, bits, words, g.nx], g.groups);
+    const inv = this.alloc(cols * 4), d = this.dummy;
+    this.run("gptq_finish", "invert", [d, d, pb, inv.buf, d, d], [rows, cols, bits, words, 0, 0, 0, 0, 0, 0, 0], [Math.ceil(cols / 256)]);
+    // gathers through inv; above the binding limit, per span of output rows one dispatch per span of source rows
+    const WTQ = this.b(wtq), CODES = this.b(codes), W = this.b(w), QW = this.b(qweight);
+    const srcSpans = this.spans(cols, [rows * 4]);
+    for (const [d0, d1] of this.spans(rows, [cols * 4])) {
+      const dv = this.view(W, d0 * cols, (d1 - d0) * cols), g = this.grid((d1 - d0) * cols, 256);
+      for (const [s0, s1] of srcSpans) {
+        const sv = this.view(WTQ, s0 * rows, (s1 - s0) * rows);
+        this.run("gptq_finish", "weight", [sv.bind, d, d, inv.buf, dv.bind, d], [rows, cols, bits, words, g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base], g.groups);
+      }
+    }
+    for (const [d0, d1] of this.spans(words, [rows * 4])) {
+      const dv = this.view(QW, d0 * rows, (d1 - d0) * rows), g = this.grid((d1 - d0) * rows, 256);
+      for (const [s0, s1] of srcSpans) { // the first (s0 = 0) writes each word, the others OR into it
+        const sv = this.view(CODES, s0 * rows, (s1 - s0) * rows);
+        this.run("gptq_finish", "pack", [d, sv.bind, d, inv.buf, d, dv.bind], [rows, cols, bits, words, g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base], g.groups);
+      }
+    }
     this.release(inv);
     if (ident) this.release(ident);
     return { w, qweight };
@@ -602,10 +809,14 @@ export class WebGpuBackend implements Backend {
         }
       }
     } else if (M > 16) {
-      const wd = this.alloc(N * K * 4, "dequantized weight", true);
-      const g = this.grid(K * N, 256);
-      this.run("quant_matmul", "dequant", [this.dummy, h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, wd.buf], base(g.nx), g.groups);
-      this.gemm({ M, N, K, A: this.b(x), sam: K, sak: 1, B: wd.buf, sbk: 1, sbn: K, C: this.b(y), ldc: N, bias: bias ? bb : undefined });
+      // W dequantized in chunks of outputs that fit one binding (all of it when it fits), each then a GEMM
+      const nc = N * K * 4 <= this.maxBinding ? N : Math.max(64, Math.floor(this.maxBinding / (K * 4) / 64) * 64);
+      const wd = this.alloc(Math.min(nc, N) * K * 4, "dequantized weight", true);
+      for (let n0 = 0; n0 < N; n0 += nc) {
+        const c = Math.min(nc, N - n0), g = this.grid(K * c, 256);
+        this.run("quant_matmul", "dequant", [this.dummy, h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, wd.buf], [...base(g.nx), n0, c], g.groups);
+        this.gemm({ M, N: c, K, A: this.b(x), sam: K, sak: 1, B: wd.buf, sbk: 1, sbn: K, C: this.b(y), cOff: n0, ldc: N, bias: bias ? bb : undefined, biasOff: n0 });
+      }
       this.release(wd);
     } else {
       this.run("quant_matmul", "generic", [this.b(x), h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, bb, this.b(y)], base(), [Math.ceil(N / 64), M]);

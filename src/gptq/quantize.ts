@@ -10,7 +10,8 @@ import { join } from "node:path";
 import type { Backend } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
-import { LlamaModel, LINEAR_PATH, attend, layerForward, linear, qkv, type LayerWeights, type LinearName } from "../model/llama.ts";
+import { LlamaModel, LINEAR_PATH, attend, chunkRows, layerForward, linear, qkv, widestActivation, type LayerWeights, type LinearName } from "../model/llama.ts";
+export { chunkRows } from "../model/llama.ts";
 import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
 import { gptqQuantize, rtnQuantize, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
 import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
@@ -103,8 +104,7 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
     if (method === "gptq") {
       if (!opts.dataset) throw new InvalidArgumentError("--dataset: required for --method gptq (a text file, .jsonl or folder for calibration)");
       const ids = calibrationWindows(model.tokenizer, readCalibrationTexts(opts.dataset), nsamples, seqlen, opts.seed ?? 0);
-      const widest = Math.max(c.hiddenSize, c.intermediateSize, c.numHeads * c.headDim);
-      const rows = chunkRows(be, widest, seqlen, ids.length);
+      const rows = chunkRows(be, widestActivation(c), seqlen, ids.length);
       for (let r0 = 0; r0 < ids.length; r0 += rows) Xs.push(be.embedding(ids.subarray(r0, r0 + rows), model.embed));
     }
     const bar = show ? new Progress("quantize", c.numLayers) : null;
@@ -196,17 +196,6 @@ function hessianOf(be: Backend, K: number): Tensor {
 function finishHessian(be: Backend, h: Tensor, nsamples: number): Tensor {
   be.scale(h, 2 / nsamples);
   return h;
-}
-
-/**
- * Rows per calibration chunk: whole sequences, so that the largest activation of a layer
- * (tokens x max(hidden, intermediate, heads·hd) floats) stays within the backend's tensor limit
- * (WebGPU's storage binding size) and 2 GiB.
- */
-export function chunkRows(be: Backend, widest: number, seqLen: number, total: number): number {
-  const limit = Math.min(be.maxTensorBytes ?? Infinity, 2 ** 31);
-  const seqs = Math.max(1, Math.floor(limit / (4 * widest * seqLen)));
-  return Math.min(total, seqs * seqLen);
 }
 
 /**

@@ -242,6 +242,22 @@ export class LlamaModel {
   }
 }
 
+/** the widest activation of a layer, in floats per token: max(hidden, intermediate, heads·hd) */
+export function widestActivation(c: LlamaConfig): number {
+  return Math.max(c.hiddenSize, c.intermediateSize, c.numHeads * c.headDim);
+}
+
+/**
+ * Rows per chunk of a batched forward pass (calibration, eval): whole sequences, so that the largest activation
+ * of a layer (tokens x widest floats) stays within the backend's tensor limit (WebGPU's storage binding size)
+ * and 2 GiB. (Logits may be larger: the ops that take them split.)
+ */
+export function chunkRows(be: Backend, widest: number, seqLen: number, total: number): number {
+  const limit = Math.min(be.maxTensorBytes ?? Infinity, 2 ** 31);
+  const seqs = Math.max(1, Math.floor(limit / (4 * widest * seqLen)));
+  return Math.min(total, seqs * seqLen);
+}
+
 export function freeLinear(be: Backend, l: Linear): void {
   if (l.w) be.free(l.w);
   if (l.q) be.free(l.q);

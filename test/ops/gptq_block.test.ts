@@ -5,6 +5,7 @@ import { cpu, eachGpuBackend, randn, rng, SEED } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import { gptqQuantize as gptqOn, type GptqOptions, type QuantizedLinear } from "../../src/gptq/gptq.ts";
 import { unpackQweight } from "../../src/gptq/pack.ts";
+import { hessianOf } from "../synthetic.ts";
 
 /** run GPTQ on a backend from host arrays: W [rows, cols], H [cols, cols] */
 async function gptqQuantize(be: Backend, W: Float32Array, rows: number, cols: number, H: Float32Array, o: GptqOptions) {
@@ -107,16 +108,6 @@ function refGptq(W0: Float32Array, rows: number, cols: number, H0: Float32Array,
     for (let r = 0; r < rows; r++) for (let j = i2; j < cols; j++) { let s = 0; for (let i = 0; i < cnt; i++) s += Err[r * cnt + i]! * U[(i1 + i) * cols + j]!; Wp[r * cols + j]! -= s; }
   }
   return { codes, loss };
-}
-
-function hessianOf(r: () => number, cols: number, n: number): Float32Array {
-  const x = randn(n * cols, r);
-  for (let c = 0; c < cols; c++) { const s = 0.1 + 2 * r(); for (let t = 0; t < n; t++) x[t * cols + c]! *= s; }
-  const H = new Float32Array(cols * cols);
-  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) { let s = 0; for (let t = 0; t < n; t++) s += x[t * cols + i]! * x[t * cols + j]!; H[i * cols + j] = (2 * s) / n; }
-  // one dead input
-  for (let j = 0; j < cols; j++) H[5 * cols + j] = H[j * cols + 5] = 0;
-  return H;
 }
 
 const CASES: [number, number, Partial<GptqOptions>][] = [

@@ -1,32 +1,8 @@
 // quant_matmul: x [M, in] @ dequant(W)ᵀ (+ b) -> [M, out], W[n,k] = scale[g,n]·(q[k,n] − zero[g,n]), g = g_idx[k]
 import { describe, test } from "bun:test";
 import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, randn, rng } from "../helpers.ts";
-import type { Backend, QuantWeightSpec } from "../../src/backend.ts";
-import { packQweight, packQzeros } from "../../src/gptq/pack.ts";
-import { f16ToF32Array, f32ToF16Array } from "../../src/dtype.ts";
-
-interface Case { spec: QuantWeightSpec; codes: Uint8Array; zeros: Int32Array }
-
-/** random codes, fp16-representable scales, zeros, and (optionally act-order) g_idx, packed in the standard layout */
-export function randomQuant(r: () => number, bits: number, K: number, N: number, gs: number, actOrder: boolean, v1: boolean): Case {
-  const maxq = (1 << bits) - 1;
-  const G = Math.ceil(K / gs);
-  const codes = Uint8Array.from({ length: K * N }, () => Math.floor(r() * (maxq + 1)));
-  const zeros = Int32Array.from({ length: G * N }, () => (v1 ? 1 : 0) + Math.floor(r() * maxq));
-  const scales = f16ToF32Array(f32ToF16Array(Float32Array.from({ length: G * N }, () => 0.001 + 0.02 * r())));
-  let gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / gs));
-  if (actOrder) {
-    for (let i = K - 1; i > 0; i--) {
-      const j = Math.floor(r() * (i + 1));
-      [gIdx[i], gIdx[j]] = [gIdx[j]!, gIdx[i]!];
-    }
-  }
-  const stored = v1 ? zeros.map((z) => z - 1) : zeros;
-  return {
-    codes, zeros,
-    spec: { bits, inFeatures: K, outFeatures: N, groups: G, qweight: packQweight(codes, K, N, bits), qzeros: packQzeros(stored, G, N, bits), scales, gIdx, zeroOffset: v1 ? 1 : 0 },
-  };
-}
+import type { Backend } from "../../src/backend.ts";
+import { randomQuant, type QuantCase as Case } from "../synthetic.ts";
 
 function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Float64Array {
   const { inFeatures: K, outFeatures: N } = c.spec;
