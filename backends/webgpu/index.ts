@@ -284,6 +284,7 @@ export class WebGpuBackend implements Backend {
    * or below it, so the shader finds element `elem` at index `skip`.
    */
   private win(buf: GPUBuffer, elem: number, elems: number): { bind: Bind; skip: number } {
+    if (elem === 0 && buf.size <= this.maxBinding) return { bind: buf, skip: 0 }; // the same to the shader, and one bind group
     const off = Math.floor((elem * 4) / this.align) * this.align, skip = elem - off / 4;
     const size = Math.min(buf.size - off, Math.ceil(((skip + elems) * 4) / 4) * 4);
     if (size > this.maxBinding) throw new UnsupportedOpError(`webgpu: a window of ${MiB(size)} exceeds the storage binding limit (${MiB(this.maxBinding)})`);
@@ -447,7 +448,12 @@ export class WebGpuBackend implements Backend {
     const spanB = (tk: number, tn: number) => 4 * (Math.max(tk - 1, 0) * o.sbk + (tn - 1) * o.sbn + 1);
     const spanC = (tm: number, tn: number) => 4 * ((tm - 1) * o.ldc + tn);
     const fits = (b: GPUBuffer | undefined) => !b || b.size <= this.maxBinding;
-    if (fits(o.A) && fits(o.B) && fits(o.C) && fits(o.bias)) return dispatch(0, 0, 0, M, N, K);
+    if (fits(o.A) && fits(o.B) && fits(o.C) && fits(o.bias)) {
+      // whole buffers, offsets as given (the bind group is then shared by every call on these tensors)
+      this.run("matmul", "main", [o.A, o.B, o.C, o.bias ?? this.dummy],
+        [M, N, K, aOff, o.sam, o.sak, bOff, o.sbk, o.sbn, cOff, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0, biasOff], [Math.ceil(N / 16), Math.ceil(M / 16)]);
+      return;
+    }
     // halve the dimension that contributes most to an operand that does not fit, until all do
     let tm = M, tn = N, tk = K;
     // about half, rounded down to whole tiles of `unit` (the shader's 16 x 16 tiles)
