@@ -10,6 +10,8 @@
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
+#   ab         a candidate library (.carry/lib/libgptq_cuda_b.so, e.g. a branch's build) against the current one
+#              in the same run: its op tests and end-to-end checks, then the matmul benchmark A, B, A, B
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
@@ -108,6 +110,14 @@ PY
     # the M = 1, group-multiple-of-4 GEMV: instruction mix by opcode (predicates dropped)
     awk '/Function : .*qm4v_kernelILi1ELi4E/{f=1; next} f&&/Function : /{f=0} f' "$OUT/sass.txt" \
       | sed -nE 's|^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*).*|\2|p' | sort | uniq -c | sort -rn | head -25 ;;
+  ab)
+    log "ab: candidate library"
+    if [ ! -f .carry/lib/libgptq_cuda_b.so ]; then echo "ab: .carry/lib/libgptq_cuda_b.so not carried"; continue; fi
+    cp .carry/lib/libgptq_cuda_b.so build/libgptq_cuda_b.so
+    GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/ab-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
+    for lib in libgptq_cuda.so libgptq_cuda_b.so libgptq_cuda.so libgptq_cuda_b.so; do
+      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/build/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ \|"
+    done ;;
   layerloss)
     log layerloss
     bun bench/layer-loss.ts 2>&1 | tee "$OUT/layerloss.txt" ;;
