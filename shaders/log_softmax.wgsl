@@ -22,7 +22,9 @@ fn lse(base: u32, lx: u32) -> f32 {
 }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let base = (wg.x + wg.y * p.nx) * p.V;
+  let row = wg.x + wg.y * p.nx;
+  if (row >= p.rows) { return; } // the grid's second dimension may overshoot (uniform per workgroup)
+  let base = row * p.V;
   let z = lse(base, l.x);
   for (var j = l.x; j < p.V; j += 256u) { out[base + j] = x[base + j] - z; }
 }

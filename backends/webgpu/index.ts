@@ -508,7 +508,7 @@ export class WebGpuBackend implements Backend {
     const y = this.out([T, H]);
     for (const [r0, r1] of this.spans(T, [H * 4])) {
       const g = this.grid(r1 - r0, 1);
-      this.run("rms_norm", "main", [this.win(this.b(x), r0 * H, (r1 - r0) * H).bind, this.b(w), this.win(this.b(y), r0 * H, (r1 - r0) * H).bind], [H, { f: eps }, g.nx], g.groups);
+      this.run("rms_norm", "main", [this.win(this.b(x), r0 * H, (r1 - r0) * H).bind, this.b(w), this.win(this.b(y), r0 * H, (r1 - r0) * H).bind], [H, { f: eps }, g.nx, r1 - r0], g.groups);
     }
     return y;
   }
