@@ -67,10 +67,10 @@ export function specialize(src: string, on: { f16: boolean }): string {
 /** a uniform value: integers are u32, {f} is f32 */
 type Param = number | { f: number };
 /** what a dispatch binds: a whole buffer, or a window of one (byte offset, aligned; byte size) */
-class Window {
+class BufWindow {
   constructor(readonly buf: GPUBuffer, readonly off: number, readonly size: number) {}
 }
-type Bind = GPUBuffer | Window;
+type Bind = GPUBuffer | BufWindow;
 const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
 const MiB = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
@@ -253,7 +253,7 @@ export class WebGpuBackend implements Backend {
   private bindGroup(name: string, bufs: Bind[]): GPUBindGroup {
     const real = bufs.map((b, binding) => {
       if (b === this.dummy) return { buf: (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE })), off: 0, size: 16 };
-      if (b instanceof Window) return b;
+      if (b instanceof BufWindow) return b;
       if (b.size > this.maxBinding) throw new UnsupportedOpError(`webgpu ${name}: a tensor of ${MiB(b.size)} exceeds this adapter's storage binding limit (${MiB(this.maxBinding)}) and this op does not split its tensors; use the cuda or cpu backend for tensors this large`);
       return { buf: b, off: 0, size: b.size };
     });
@@ -286,9 +286,9 @@ export class WebGpuBackend implements Backend {
   private win(buf: GPUBuffer, elem: number, elems: number): { bind: Bind; skip: number } {
     if (elem === 0 && buf.size <= this.maxBinding) return { bind: buf, skip: 0 }; // the same to the shader, and one bind group
     const off = Math.floor((elem * 4) / this.align) * this.align, skip = elem - off / 4;
-    const size = Math.min(buf.size - off, Math.ceil(((skip + elems) * 4) / 4) * 4);
+    const size = Math.min(buf.size - off, (skip + elems) * 4);
     if (size > this.maxBinding) throw new UnsupportedOpError(`webgpu: a window of ${MiB(size)} exceeds the storage binding limit (${MiB(this.maxBinding)})`);
-    return off === 0 && size === buf.size ? { bind: buf, skip } : { bind: new Window(buf, off, size), skip };
+    return off === 0 && size === buf.size ? { bind: buf, skip } : { bind: new BufWindow(buf, off, size), skip };
   }
   /**
    * For shaders that take a window's base: the whole buffer (base 0) when it fits one binding, else a window
