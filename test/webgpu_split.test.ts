@@ -147,18 +147,44 @@ d(`webgpu: tensors above the binding limit (limited to ${LIMIT} bytes)${be ? "" 
     }
   }, 120_000);
 
+  test("attention over a KV cache above the limit (windows of cache rows, softmax state carried) agrees with cpu", async () => {
+    const r = rng();
+    // cache [S, kvHeads·hd] = 300 x 64 floats = 75 KiB; decode rows, a prefill at pos0 > 0, sequences side by side
+    const [heads, kvHeads, hd, S] = [4, 2, 32, 300];
+    const kc = randn(S * kvHeads * hd, r), vc = randn(S * kvHeads * hd, r);
+    for (const [T, pos0, seqLen] of [[1, 0, undefined], [1, 299, undefined], [5, 170, undefined], [3, 250, undefined], [100, 0, 50]] as const) {
+      const q = randn(T * heads * hd, r);
+      const run = async (B: Backend) => dl(B.attention(up(B, q, [T, heads * hd]), up(B, kc, [S, kvHeads * hd]), up(B, vc, [S, kvHeads * hd]), { heads, kvHeads, headDim: hd, pos0, seqLen }));
+      expectClose(await run(be!), await run(c), 1e-5, `attention T=${T} pos0=${pos0} seqLen=${seqLen}`);
+    }
+  });
+
+  test("rope on rows above the limit (windows of rows, positions continued) agrees with cpu", async () => {
+    const r = rng();
+    const [heads, hd] = [3, 64], invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 10000 ** (-(2 * i) / hd));
+    for (const [T, pos0, seqLen] of [[200, 7, undefined], [200, 0, 50]] as const) {
+      const x = randn(T * heads * hd, r); // 150 KiB
+      const run = async (B: Backend) => {
+        const t = up(B, x, [T, heads * hd]);
+        B.rope(t, { heads, headDim: hd, pos0, seqLen, invFreq, scale: 1 });
+        return dl(t);
+      };
+      expectClose(await run(be!), await run(c), 1e-5, `rope T=${T} pos0=${pos0} seqLen=${seqLen}`);
+    }
+  });
+
   test("an op that does not split names itself and the limit", () => {
-    const q = be!.upload(new Float32Array(32768), [256, 128], "f32");
+    // the packed GEMV's weight (here 128 KiB of qweight) is bound whole
+    const q = randomQuant(rng(), 4, 1024, 256, 128, false, true);
     let err: unknown;
     try {
-      be!.rope(q, { heads: 2, headDim: 64, pos0: 0, invFreq: new Float32Array(32).fill(1), scale: 1 });
-      be!.rmsNorm(q, be!.upload(new Float32Array(128), [128], "f32"), 1e-5); // never reached
+      const w = be!.prepareQuantWeight(q.spec);
+      be!.quantMatmul(be!.upload(new Float32Array(1024), [1, 1024], "f32"), w);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(UnsupportedOpError);
-    expect(String(err)).toMatch(/webgpu rope: a tensor of 128\.0 KiB exceeds .* storage binding limit .* does not split/);
-    be!.free(q);
+    expect(String(err)).toMatch(/webgpu quant_matmul\w*: a tensor of 128\.0 KiB exceeds .* storage binding limit .* does not split/);
   });
 
   const model = join(DATA, "gutenberg-llama-16m"), text = join(DATA, "gutenberg", "eval.txt");

@@ -516,9 +516,11 @@ export class WebGpuBackend implements Backend {
     if (o.posTensor) throw new UnsupportedOpError("webgpu rope: device positions (posTensor) need graph support, which this backend does not have");
     let inv = this.invFreq.get(o.invFreq);
     if (!inv) this.invFreq.set(o.invFreq, (inv = this.hostBuf(o.invFreq)));
-    const T = numel(x.shape) / (o.heads * o.headDim);
-    const g = this.grid((T * o.heads * o.headDim) / 2, 256);
-    this.run("rope", "main", [this.b(x), inv.buf], [T, o.heads, o.headDim, o.pos0, o.seqLen ?? T, { f: o.scale }, g.nx], g.groups);
+    const C = o.heads * o.headDim, T = numel(x.shape) / C;
+    for (const [t0, t1] of this.spans(T, [C * 4])) {
+      const g = this.grid(((t1 - t0) * C) / 2, 256);
+      this.run("rope", "main", [this.win(this.b(x), t0 * C, (t1 - t0) * C).bind, inv.buf], [t1 - t0, o.heads, o.headDim, o.pos0, o.seqLen ?? T, { f: o.scale }, g.nx, t0], g.groups);
+    }
   }
   writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void {
     if (rowTensor) throw new UnsupportedOpError("webgpu writeRows: device rows (rowTensor) need graph support, which this backend does not have");
@@ -534,7 +536,21 @@ export class WebGpuBackend implements Backend {
     if (T % seq !== 0 || (o.seqLen && o.seqLen !== T && o.pos0 !== 0)) throw new InvalidArgumentError(`attention: ${T} rows do not split into sequences of ${seq} (pos0 must be 0 for several sequences)`);
     const y = this.out([T, o.heads * o.headDim]);
     const g = this.grid(T * o.heads, 1);
-    this.run("attention", "main", [this.b(q), this.b(k), this.b(v), this.b(y)], [T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim, { f: 1 / Math.sqrt(o.headDim) }, g.nx], g.groups);
+    const K = this.b(k), V = this.b(v), KC = o.kvHeads * o.headDim, S = numel(k.shape) / KC;
+    const base: Param[] = [T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim, { f: 1 / Math.sqrt(o.headDim) }, g.nx];
+    if (K.size <= this.maxBinding && V.size <= this.maxBinding) {
+      this.run("attention", "main", [this.b(q), K, V, this.b(y), this.dummy], [...base, 0, S, 0, 1, 1], g.groups);
+      return y;
+    }
+    // a cache above the binding limit: windows of its rows, the softmax state carried between them
+    const spans = this.spans(S, [KC * 4]);
+    const st = this.alloc(T * o.heads * (o.headDim + 2) * 4, "attention state", true);
+    spans.forEach(([j0, j1], i) => {
+      const kv = this.view(K, j0 * KC, (j1 - j0) * KC), vv = this.view(V, j0 * KC, (j1 - j0) * KC);
+      if (kv.base !== vv.base) throw new UnsupportedOpError("webgpu attention: k and v caches of different sizes");
+      this.run("attention", "main", [this.b(q), kv.bind, vv.bind, this.b(y), st.buf], [...base, j0, j1, kv.base, i === 0 ? 1 : 0, i === spans.length - 1 ? 1 : 0], g.groups);
+    });
+    this.release(st);
     return y;
   }
   private elementwise(name: string, a: Tensor, b: Tensor): Tensor {
