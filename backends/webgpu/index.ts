@@ -668,22 +668,25 @@ export class WebGpuBackend implements Backend {
   gptqPermute(wt: Tensor, h: Tensor, perm: Tensor): { wt: Tensor; h: Tensor } {
     const [cols, rows] = wt.shape as [number, number];
     const w2 = this.out([cols, rows]), h2 = this.out([cols, cols]);
-    this.gather("gptq_permute", "rows", cols, rows, this.b(wt), this.b(w2), this.b(perm), (g, d0, nd, s0, s1, sb, db) => [rows, cols, g, d0, nd, s0, s1, sb, db]);
-    this.gather("gptq_permute", "sym", cols, cols, this.b(h), this.b(h2), this.b(perm), (g, d0, nd, s0, s1, sb, db) => [rows, cols, g, d0, nd, s0, s1, sb, db]);
+    const [W, W2, H, H2, P] = [this.b(wt), this.b(w2), this.b(h), this.b(h2), this.b(perm)];
+    const params = (nx: number, d0: number, nd: number, s0: number, s1: number, sb: number, db: number): Param[] => [rows, cols, nx, d0, nd, s0, s1, sb, db];
+    this.gather({ rows: cols, width: rows, buf: W }, { rows: cols, width: rows, buf: W2 }, (sv, dv, g, d0, nd, s0, s1) =>
+      this.run("gptq_permute", "rows", [sv.bind, P, dv.bind], params(g.nx, d0, nd, s0, s1, sv.base, dv.base), g.groups));
+    this.gather({ rows: cols, width: cols, buf: H }, { rows: cols, width: cols, buf: H2 }, (sv, dv, g, d0, nd, s0, s1) =>
+      this.run("gptq_permute", "sym", [sv.bind, P, dv.bind], params(g.nx, d0, nd, s0, s1, sv.base, dv.base), g.groups));
     return { wt: w2, h: h2 };
   }
   /**
-   * dst row i = src row idx[i] (rows of `width` floats; both [n, width]) in windows when above the binding limit:
-   * for each span of dst rows, one dispatch per span of src rows, writing the rows whose source lies in it
+   * A gather (rows of dst from rows of src through an index) in windows when above the binding limit: for each
+   * span of dst rows, one dispatch per span of src rows (in order), which writes what comes from that span.
+   * `dispatch` gets both views, the grid over the dst span's elements (one thread each), and the spans.
    */
-  private gather(name: string, entry: string, n: number, width: number, src: GPUBuffer, dst: GPUBuffer, idx: GPUBuffer,
-    params: (nx: number, d0: number, nd: number, s0: number, s1: number, srcBase: number, dstBase: number) => Param[]): void {
-    for (const [d0, d1] of this.spans(n, [width * 4])) {
-      const dv = this.view(dst, d0 * width, (d1 - d0) * width), g = this.grid((d1 - d0) * width, 256);
-      for (const [s0, s1] of this.spans(n, [width * 4])) {
-        const sv = this.view(src, s0 * width, (s1 - s0) * width);
-        this.run(name, entry, [sv.bind, idx, dv.bind], params(g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base), g.groups);
-      }
+  private gather(src: { rows: number; width: number; buf: GPUBuffer }, dst: { rows: number; width: number; buf: GPUBuffer },
+    dispatch: (sv: { bind: Bind; base: number }, dv: { bind: Bind; base: number }, g: { groups: [number, number]; nx: number }, d0: number, nd: number, s0: number, s1: number) => void): void {
+    const srcSpans = this.spans(src.rows, [src.width * 4]);
+    for (const [d0, d1] of this.spans(dst.rows, [dst.width * 4])) {
+      const dv = this.view(dst.buf, d0 * dst.width, (d1 - d0) * dst.width), g = this.grid((d1 - d0) * dst.width, 256);
+      for (const [s0, s1] of srcSpans) dispatch(this.view(src.buf, s0 * src.width, (s1 - s0) * src.width), dv, g, d0, d1 - d0, s0, s1);
     }
   }
   async choleskyInverseUpper(h: Tensor, damp: number): Promise<boolean> {
@@ -755,23 +758,12 @@ export class WebGpuBackend implements Backend {
     const pb = perm ? this.b(perm) : ident!.buf;
     const inv = this.alloc(cols * 4), d = this.dummy;
     this.run("gptq_finish", "invert", [d, d, pb, inv.buf, d, d], [rows, cols, bits, words, 0, 0, 0, 0, 0, 0, 0], [Math.ceil(cols / 256)]);
-    // gathers through inv; above the binding limit, per span of output rows one dispatch per span of source rows
-    const WTQ = this.b(wtq), CODES = this.b(codes), W = this.b(w), QW = this.b(qweight);
-    const srcSpans = this.spans(cols, [rows * 4]);
-    for (const [d0, d1] of this.spans(rows, [cols * 4])) {
-      const dv = this.view(W, d0 * cols, (d1 - d0) * cols), g = this.grid((d1 - d0) * cols, 256);
-      for (const [s0, s1] of srcSpans) {
-        const sv = this.view(WTQ, s0 * rows, (s1 - s0) * rows);
-        this.run("gptq_finish", "weight", [sv.bind, d, d, inv.buf, dv.bind, d], [rows, cols, bits, words, g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base], g.groups);
-      }
-    }
-    for (const [d0, d1] of this.spans(words, [rows * 4])) {
-      const dv = this.view(QW, d0 * rows, (d1 - d0) * rows), g = this.grid((d1 - d0) * rows, 256);
-      for (const [s0, s1] of srcSpans) { // the first (s0 = 0) writes each word, the others OR into it
-        const sv = this.view(CODES, s0 * rows, (s1 - s0) * rows);
-        this.run("gptq_finish", "pack", [d, sv.bind, d, inv.buf, d, dv.bind], [rows, cols, bits, words, g.nx, d0, d1 - d0, s0, s1, sv.base, dv.base], g.groups);
-      }
-    }
+    // gathers through inv (pack: the first source span, s0 = 0, writes each word, the others OR into it)
+    const params = (nx: number, d0: number, nd: number, s0: number, s1: number, sb: number, db: number): Param[] => [rows, cols, bits, words, nx, d0, nd, s0, s1, sb, db];
+    this.gather({ rows: cols, width: rows, buf: this.b(wtq) }, { rows, width: cols, buf: this.b(w) }, (sv, dv, g, d0, nd, s0, s1) =>
+      this.run("gptq_finish", "weight", [sv.bind, d, d, inv.buf, dv.bind, d], params(g.nx, d0, nd, s0, s1, sv.base, dv.base), g.groups));
+    this.gather({ rows: cols, width: rows, buf: this.b(codes) }, { rows: words, width: rows, buf: this.b(qweight) }, (sv, dv, g, d0, nd, s0, s1) =>
+      this.run("gptq_finish", "pack", [d, sv.bind, d, inv.buf, d, dv.bind], params(g.nx, d0, nd, s0, s1, sv.base, dv.base), g.groups));
     this.release(inv);
     if (ident) this.release(ident);
     return { w, qweight };
