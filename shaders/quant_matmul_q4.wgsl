@@ -8,7 +8,9 @@
 //              floats 1 + q/16, see f16q), then scale·(Σ x·q − zero·Σ x); the k-lanes are added in workgroup memory and the
 //              result goes to y (one split) or to partial sums [ksplit, M, N] in `part`
 //   q4_reduce  y = bias + Σ over splits of `part`
-struct P { M: u32, K: u32, N: u32, gs: u32, ksplit: u32, rows_per_split: u32, has_bias: u32, has_perm: u32, nx: u32, m0: u32 }
+// A qweight above the binding limit is bound as windows of whole splits: this dispatch's workgroup y is split
+// ks0 + y, and the window starts at vec4 qbase of qweight (0: the whole tensor, one dispatch).
+struct P { M: u32, K: u32, N: u32, gs: u32, ksplit: u32, rows_per_split: u32, has_bias: u32, has_perm: u32, nx: u32, m0: u32, ks0: u32, qbase: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> qweight: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> scales: array<vec4<f32>>;
@@ -84,7 +86,7 @@ fn store(acc: array<vec4<f32>, 4>, l: vec3u, n4: u32, N4: u32, ks: u32) {
 fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let N4 = p.N / 4u;
   let n4 = wg.x * 64u + l.x;
-  let ks = wg.y;
+  let ks = p.ks0 + wg.y;
   let r0 = ks * p.rows_per_split;
   let r1 = min(r0 + p.rows_per_split, p.K / 8u);
   let kl = (r1 - r0) * 8u;
@@ -99,8 +101,8 @@ fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: ve
     // two packed rows per iteration, both loads issued before either is used
     for (var r = r0 + l.y; r < r1; r += 8u) {
       let rb = r + 4u;
-      let wa = qweight[r * N4 + n4];
-      let wb = qweight[min(rb, r1 - 1u) * N4 + n4];
+      let wa = qweight[r * N4 + n4 - p.qbase];
+      let wb = qweight[min(rb, r1 - 1u) * N4 + n4 - p.qbase];
       add_row(&acc, wa, r, r0, kl, n4, N4);
       if (rb < r1) { add_row(&acc, wb, rb, r0, kl, n4, N4); }
     }
@@ -132,7 +134,7 @@ fn q4_gemv_h(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
   let N4 = p.N / 4u;
   let n4 = wg.x * 64u + l.x;
   let nc = min(n4, N4 - 1u);  // columns past N compute on a valid address and are dropped
-  let ks = wg.y;
+  let ks = p.ks0 + wg.y;
   let r0 = ks * p.rows_per_split;
   let r1 = min(r0 + p.rows_per_split, p.K / 8u);
   let kl = (r1 - r0) * 8u;
@@ -175,7 +177,7 @@ fn q4_gemv_h(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
   let lo = vec4<u32>(0x000F000Fu);
   let magic = vec4<u32>(0x64006400u);
   for (var r = r0 + l.y; r < r1; r += 4u) {
-    let w = qweight[r * N4 + nc];
+    let w = qweight[r * N4 + nc - p.qbase];
     let g = (r * 8u) / p.gs;
     if (g != cg) {  // a group starts: the finished one times its scale
       for (var m = 0u; m < 4u; m++) { acc[m] += sc * ga[m]; ga[m] = vec4<f32>(0.0); }

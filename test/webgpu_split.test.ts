@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { DATA, cpu, dl, expectClose, gpuBackends, poisoned, randn, rng } from "./helpers.ts";
+import { DATA, cpu, dl, eachShaderVariant, expectClose, gpuBackends, poisoned, randn, rng } from "./helpers.ts";
 import type { Backend } from "../src/backend.ts";
 import { UnsupportedOpError } from "../src/errors.ts";
 import { hessianOf, randomQuant } from "./synthetic.ts";
@@ -173,18 +173,31 @@ d(`webgpu: tensors above the binding limit (limited to ${LIMIT} bytes)${be ? "" 
     }
   });
 
+  test("the packed 4-bit GEMV with a weight above the limit (windows of whole k splits) agrees with cpu, every shader variant", async () => {
+    const r = rng();
+    for (const act of [false, true]) {
+      const q = randomQuant(r, 4, 1024, 256, 128, act, true); // qweight 128 KiB
+      for (const M of [1, 3, 16]) {
+        const x = randn(M * 1024, r), b = randn(256, r);
+        const run = async (B: Backend) => dl(B.quantMatmul(up(B, x, [M, 1024]), B.prepareQuantWeight(q.spec), up(B, b, [256])));
+        const want = await run(c);
+        await eachShaderVariant(be!, async (v) => expectClose(await run(be!), want, v === "f16" ? 3e-3 : 2e-5, `q4 GEMV M=${M} act-order=${act} (${v})`));
+      }
+    }
+  });
+
   test("an op that does not split names itself and the limit", () => {
-    // the packed GEMV's weight (here 128 KiB of qweight) is bound whole
-    const q = randomQuant(rng(), 4, 1024, 256, 128, false, true);
+    // the generic any-width kernel (here 8-bit, M <= 16) binds its packed weight (128 KiB) whole
+    const q = randomQuant(rng(), 8, 256, 512, 128, false, false);
     let err: unknown;
     try {
       const w = be!.prepareQuantWeight(q.spec);
-      be!.quantMatmul(be!.upload(new Float32Array(1024), [1, 1024], "f32"), w);
+      be!.quantMatmul(be!.upload(new Float32Array(256), [1, 256], "f32"), w);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(UnsupportedOpError);
-    expect(String(err)).toMatch(/webgpu quant_matmul\w*: a tensor of 128\.0 KiB exceeds .* storage binding limit .* does not split/);
+    expect(String(err)).toMatch(/webgpu quant_matmul: a tensor of 128\.0 KiB exceeds .* storage binding limit .* does not split/);
   });
 
   const model = join(DATA, "gutenberg-llama-16m"), text = join(DATA, "gutenberg", "eval.txt");

@@ -805,16 +805,26 @@ export class WebGpuBackend implements Backend {
     const base = (nx = 0): Param[] => [M, K, N, bits, G, 0, bias ? 1 : 0, nx];
     if (h.fast4 && M <= 16) {
       // slabs of <= 4 rows; about 512 workgroups each (1024 and 2048 measured no faster on an H200); every k-lane >= 4 packed rows; x of a split fits
-      // workgroup memory (1024 floats)
-      const f = h.fast4, rows = K / 8, colGroups = Math.ceil(N / 256);
+      // workgroup memory (1024 floats). A packed weight above the binding limit: windows of whole splits, one dispatch each
+      const f = h.fast4, rows = K / 8, colGroups = Math.ceil(N / 256), Q = f.qweight4.buf;
       for (let m0 = 0; m0 < M; m0 += 4) {
         const mm = Math.min(4, M - m0);
         let rps = Math.ceil(rows / Math.max(1, Math.floor(512 / colGroups)));
         rps = Math.min(Math.max(rps, 16), Math.floor(1024 / (8 * mm)));
+        if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
         const ks = Math.ceil(rows / rps);
-        const params: Param[] = [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0];
+        // splits per window (all of them when the weight fits one binding)
+        const perWin = Q.size <= this.maxBinding ? ks : Math.floor((this.maxBinding - this.align) / (rps * N * 4));
+        if (perWin < 1) throw new UnsupportedOpError(`webgpu quant_matmul_q4: ${rps} packed rows of ${N} columns exceed the storage binding limit (${MiB(this.maxBinding)})`);
+        const params: Param[] = [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, 0, 0];
         const part = ks > 1 ? this.alloc(ks * mm * N * 4, "partial sums", true) : null;
-        this.run("quant_matmul_q4", this.features.f16 ? "q4_gemv_h" : "q4_gemv", [this.b(x), f.qweight4.buf, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bb, part?.buf ?? this.dummy, this.b(y)], params, [colGroups, ks]);
+        for (let k0 = 0; k0 < ks; k0 += perWin) {
+          const nk = Math.min(perWin, ks - k0), r0 = k0 * rps, r1 = Math.min(rows, r0 + nk * rps);
+          const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
+          params[10] = k0;
+          params[11] = qv.base / 4;
+          this.run("quant_matmul_q4", this.features.f16 ? "q4_gemv_h" : "q4_gemv", [this.b(x), qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bb, part?.buf ?? this.dummy, this.b(y)], [...params], [colGroups, nk]);
+        }
         if (part) {
           const g = this.grid(mm * N, 256);
           params[8] = g.nx;
