@@ -153,7 +153,7 @@ d("options (short calibration: 16 × 128 tokens)", () => {
   });
   test("the calibration set streams in chunks of whole sequences when a backend limits tensor size", async () => {
     const { selectBackend } = await import("../src/backend.ts");
-    const { chunkRows } = await import("../src/gptq/quantize.ts");
+    const { chunkRows } = await import("../src/model/llama.ts");
     const base = await selectBackend("cpu");
     // the same CPU backend, claiming it can hold only two sequences' widest activation (1024 x 128 rows x 2)
     const limited = Object.create(base, { maxTensorBytes: { value: 4 * 1024 * 128 * 2 } });

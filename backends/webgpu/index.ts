@@ -72,6 +72,8 @@ class BufWindow {
 }
 type Bind = GPUBuffer | BufWindow;
 const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+/** a binding limit tests may impose (limitBinding, GPTQ_WEBGPU_MAX_BINDING): whole bytes, a multiple of 256, >= 1 KiB */
+const bindingLimitOk = (v: number) => Number.isInteger(v) && v >= 1024 && v % 256 === 0;
 const MiB = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 export class WebGpuBackend implements Backend {
@@ -121,7 +123,7 @@ export class WebGpuBackend implements Backend {
   /** tests: pretend the adapter binds at most `bytes` (a multiple of 256) of a buffer; null restores it */
   limitBinding(bytes: number | null): void {
     const dev = this.dev.limits.maxStorageBufferBindingSize;
-    if (bytes !== null && (!(bytes >= 1024) || bytes % 256 !== 0)) throw new InvalidArgumentError(`limitBinding: bytes must be a multiple of 256 and at least 1024 (got ${bytes})`);
+    if (bytes !== null && !bindingLimitOk(bytes)) throw new InvalidArgumentError(`limitBinding: bytes must be a whole number, a multiple of 256, at least 1024 (got ${bytes})`);
     this.maxBinding = Math.min(dev, bytes ?? dev);
   }
 
@@ -132,7 +134,7 @@ export class WebGpuBackend implements Backend {
     const envLimit = process.env.GPTQ_WEBGPU_MAX_BINDING;
     if (envLimit) {
       const v = Number(envLimit);
-      if (!(Number.isInteger(v) && v >= 1024 && v % 256 === 0)) throw new InvalidArgumentError(`GPTQ_WEBGPU_MAX_BINDING=${envLimit}: must be a whole number of bytes, a multiple of 256, at least 1024`);
+      if (!bindingLimitOk(v)) throw new InvalidArgumentError(`GPTQ_WEBGPU_MAX_BINDING=${envLimit}: must be a whole number of bytes, a multiple of 256, at least 1024`);
       this.limitBinding(v);
     }
     this.dummy = dev.createBuffer({ size: 16, usage: STORAGE });
@@ -305,7 +307,7 @@ export class WebGpuBackend implements Backend {
    */
   private spans(n: number, unitBytes: number[]): [number, number][] {
     const widest = Math.max(...unitBytes);
-    if (n * widest <= this.maxBinding - this.align) return [[0, n]]; // (room for an unaligned view's start)
+    if (n * widest <= this.maxBinding - this.align) return [[0, n]];
     let step = 1;
     for (const u of unitBytes) { const a = this.align / gcd(u, this.align); step = (step * a) / gcd(step, a); }
     const per = Math.floor((this.maxBinding - this.align) / widest / step) * step; // room for an unaligned view's start

@@ -11,7 +11,6 @@ import type { Backend } from "../backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
 import { LlamaModel, LINEAR_PATH, attend, chunkRows, layerForward, linear, qkv, widestActivation, type LayerWeights, type LinearName } from "../model/llama.ts";
-export { chunkRows } from "../model/llama.ts";
 import { calibrationWindows, readCalibrationTexts } from "./calibration.ts";
 import { gptqQuantize, rtnQuantize, validateOptions, type GptqOptions, type QuantizedLinear } from "./gptq.ts";
 import { CheckpointWriter, packLinear, parseSize } from "./checkpoint.ts";
