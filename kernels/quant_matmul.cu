@@ -289,8 +289,8 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // q − zero exactly in fp16 (as in the mma path); products with x are summed in fp16 (HFMA2) for up to 4 steps
 // (8 products per half) and then go to fp32 times the group's scale, so the inner loop costs about 13
 // instructions per 8 weights (nibbles to half2 in one LOP3 each). SASS of qm4v_kernel<1, 4> (ptxas -O3, sm_90):
-// 82 instructions per k16 step and warp in the main loop, 113 before the LOP3 fusion, the division-free group
-// tracking and the check-free loop over whole stretches of 2·QV_UNROLL steps. x is staged in fp16 times a power of two that puts the largest |x| of the
+// 79 instructions per k16 step and warp in the main loop, 113 before the LOP3 fusion, the division-free group
+// tracking (a running pointer to the next parameters) and the check-free loop over whole 2·QV_UNROLL-step stretches. x is staged in fp16 times a power of two that puts the largest |x| of the
 // block's k range in (128, 256], so those sums cannot overflow and small activations keep their precision.
 // Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
 // Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
@@ -388,7 +388,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
   uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
   int grp = w0 / gs16;  // the group whose (scale, zero) are in nxt0/1, then (after enter) in S, Z
   int gnext = w0;       // the step where the next group's parameters are taken (enter)
-  if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
+  const uint4* szn = szc + grp * gstride;  // the (scale, zero) of group grp, then of the next group
+  if (w0 < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
   pdl_wait();
   float mul[MR];
   stage_x_scaled<MR>(xs, stride, xf, wred, mul, x, perm, M, K, kb0 * 16, (kb1 - kb0) * 16);
@@ -424,9 +425,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
       Z[i] = h2u(zz);
       Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));        // −(64 + z)
     }
-    const long long ng = (long long)(grp + 1) * gstride;
+    szn += gstride;
     gnext = (grp + 1) * gs16;
-    if (gnext < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
+    if (gnext < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
     grp++;
   };
   // one k16 step st of this warp with its 16 bytes of weights qv: fp16 sums into acch
