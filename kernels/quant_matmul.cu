@@ -290,8 +290,9 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // (8 products per half) and then go to fp32 times the group's scale, so the inner loop costs about 13
 // instructions per 8 weights (nibbles to half2 in one LOP3 each). SASS of qm4v_kernel<1, 4> (ptxas -O3, sm_90):
 // 79 instructions per k16 step and warp in the main loop, 113 before the LOP3 fusion, the division-free group
-// tracking (a running pointer to the next parameters) and the check-free loop over whole 2·QV_UNROLL-step stretches. x is staged in fp16 times a power of two that puts the largest |x| of the
-// block's k range in (128, 256], so those sums cannot overflow and small activations keep their precision.
+// tracking (a running pointer to the next parameters) and the check-free loop over whole 2·QV_UNROLL-step
+// stretches. x is staged in fp16 times a power of two that puts the largest |x| of the block's k range in
+// (128, 256], so those sums cannot overflow and small activations keep their precision.
 // Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
 // Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
 // ranges across blocks are summed by the last block to arrive.
