@@ -77,8 +77,15 @@ __global__ void repack4_sz_kernel(unsigned int* sz, const float* scales, const f
   sz[(((long long)grp * (N / 64) + c) * 8 + gid) * 8 + nt] = *reinterpret_cast<unsigned int*>(&v);
 }
 
+// (q & mask) | 0x64006400: two nibbles become half2(1024 + nibble (· 16 for the 0x00f000f0 mask)) in one LOP3
+// (for `(q & m) | c` with two constants nvcc emits an AND and an OR: 16 instructions more per k16 step)
+__device__ __forceinline__ unsigned int nib2h(unsigned int q, unsigned int mask) {
+  unsigned int d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(q), "r"(mask), "r"(0x64006400u));  // (a & b) | c
+  return d;
+}
 __device__ __forceinline__ unsigned int dq2(unsigned int q, unsigned int zz, unsigned int ss) {
-  unsigned int h = (q & 0x000f000fu) | 0x64006400u;  // half2(1024 + lo nibble, 1024 + hi nibble)
+  unsigned int h = nib2h(q, 0x000f000fu);  // half2(1024 + lo nibble, 1024 + hi nibble)
   __half2 r = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zz)), *reinterpret_cast<__half2*>(&ss));
   return *reinterpret_cast<unsigned int*>(&r);
 }
@@ -235,8 +242,8 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
           const unsigned int hi = qs[j] >> 8;
           unsigned int b[4];
           {
-            unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
-            unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
+            unsigned int h0 = nib2h(qs[j], 0x000f000fu), h1 = nib2h(qs[j], 0x00f000f0u);
+            unsigned int h2 = nib2h(hi, 0x000f000fu), h3 = nib2h(hi, 0x00f000f0u);
             __half2 r0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[ta]));
             __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[ta]));
             __half2 r2 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[tb]));
@@ -281,8 +288,11 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // registers: the next QV_UNROLL steps' loads are in flight while the current ones are computed. Nibbles become
 // q − zero exactly in fp16 (as in the mma path); products with x are summed in fp16 (HFMA2) for up to 4 steps
 // (8 products per half) and then go to fp32 times the group's scale, so the inner loop costs about 13
-// instructions per 8 weights. x is staged in fp16 times a power of two that puts the largest |x| of the
-// block's k range in (128, 256], so those sums cannot overflow and small activations keep their precision.
+// instructions per 8 weights (nibbles to half2 in one LOP3 each). SASS of qm4v_kernel<1, 4> (ptxas -O3, sm_90):
+// 79 instructions per k16 step and warp in the main loop, 113 before the LOP3 fusion, the division-free group
+// tracking (a running pointer to the next parameters) and the check-free loop over whole 2·QV_UNROLL-step
+// stretches. x is staged in fp16 times a power of two that puts the largest |x| of the block's k range in
+// (128, 256], so those sums cannot overflow and small activations keep their precision.
 // Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
 // Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
 // ranges across blocks are summed by the last block to arrive.
@@ -377,8 +387,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
   load(qa, w0);
   load(qb, w0 + QV_UNROLL);
   uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
-  int grp = w0 / gs16;  // the group whose (scale, zero) are in S, Z
-  if (w0 < w1) { nxt0 = __ldg(szc + grp * gstride); nxt1 = __ldg(szc + grp * gstride + 1); }
+  int grp = w0 / gs16;  // the group whose (scale, zero) are in nxt0/1, then (after enter) in S, Z
+  int gnext = w0;       // the step where the next group's parameters are taken (enter)
+  const uint4* szn = szc + grp * gstride;  // the (scale, zero) of group grp, then of the next group
+  if (w0 < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
   pdl_wait();
   float mul[MR];
   stage_x_scaled<MR>(xs, stride, xf, wred, mul, x, perm, M, K, kb0 * 16, (kb1 - kb0) * 16);
@@ -402,9 +414,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
         acch[m][i] = __float2half2_rn(0.f);
       }
   };
-  // a group starts at step st: take its prefetched (scale, zero), prefetch the next group's
-  auto enter = [&](const int st) {
-    grp = st / gs16;
+  // a group starts (or this warp's range does, at w0): take its prefetched (scale, zero), prefetch the next
+  // group's (no division per sub-batch: group boundaries are tracked)
+  auto enter = [&]() {
     const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
 #pragma unroll
     for (int i = 0; i < 8; i++) {
@@ -414,8 +426,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
       Z[i] = h2u(zz);
       Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));        // −(64 + z)
     }
-    const long long ng = (long long)(grp + 1) * gstride;
-    if ((grp + 1) * gs16 < w1) { nxt0 = __ldg(szc + ng); nxt1 = __ldg(szc + ng + 1); }
+    szn += gstride;
+    gnext = (grp + 1) * gs16;
+    if (gnext < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
+    grp++;
   };
   // one k16 step st of this warp with its 16 bytes of weights qv: fp16 sums into acch
   auto step = [&](const uint4 qv, const int st) {
@@ -424,8 +438,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const unsigned int hi = qs[j] >> 8;
-      const unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
-      const unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
+      const unsigned int h0 = nib2h(qs[j], 0x000f000fu), h1 = nib2h(qs[j], 0x00f000f0u);
+      const unsigned int h2 = nib2h(hi, 0x000f000fu), h3 = nib2h(hi, 0x00f000f0u);
       // column a (tile 2j) at k = 2t, 2t+1 | 2t+8, 2t+9; column b (tile 2j+1) likewise
       const __half2 a0 = __hsub2(u2h(h0), u2h(Z[2 * j])), a1 = __hfma2(u2h(h1), inv16, u2h(Z16[2 * j]));
       const __half2 c0 = __hsub2(u2h(h2), u2h(Z[2 * j + 1])), c1 = __hfma2(u2h(h3), inv16, u2h(Z16[2 * j + 1]));
@@ -441,24 +455,30 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
     }
   };
   // QV_UNROLL loaded steps from s0, in sub-batches of G: a group can start only at a sub-batch (G divides
-  // the group's steps and spw), and each sub-batch ends with a flush (G <= 4: at most 8 products per half)
-  auto batch = [&](const uint4* q, const int s0) {
+  // the group's steps and spw), and each sub-batch ends with a flush (G <= 4: at most 8 products per half).
+  // `full`: all QV_UNROLL steps are in range (no per-step checks: they cost branches around every step)
+  auto batch = [&](const uint4* q, const int s0, const bool full) {
 #pragma unroll
     for (int b = 0; b < QV_UNROLL; b += G) {
       const int sb = s0 + b;
-      if (sb < w1) {
-        if (sb == w0 || sb % gs16 == 0) enter(sb);
+      if (full || sb < w1) {
+        if (sb == gnext) enter();
 #pragma unroll
-        for (int u = 0; u < G; u++) if (sb + u < w1) step(q[b + u], sb + u);
+        for (int u = 0; u < G; u++) if (full || sb + u < w1) step(q[b + u], sb + u);
         flush();
       }
     }
   };
-  for (int st = w0; st < w1; st += 2 * QV_UNROLL) {
-    batch(qa, st);
+  int st = w0;
+  for (; st + 2 * QV_UNROLL <= w1; st += 2 * QV_UNROLL) {
+    batch(qa, st, true);
     load(qa, st + 2 * QV_UNROLL);
-    batch(qb, st + QV_UNROLL);
+    batch(qb, st + QV_UNROLL, true);
     load(qb, st + 3 * QV_UNROLL);
+  }
+  if (st < w1) {  // the last, partial, stretch (its steps were loaded by the loop or before it)
+    batch(qa, st, false);
+    batch(qb, st + QV_UNROLL, false);
   }
 #pragma unroll
   for (int m = 0; m < MR; m++)
