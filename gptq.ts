@@ -123,6 +123,7 @@ cli
   .option("--m <list>", "batch sizes for matmul", { default: "1,16,64" })
   .option("--group-size <n>", "group size for matmul", { default: 128 })
   .option("--act-order", "matmul with an act-order g_idx")
+  .option("--per-shape", "matmul: also time each shape alone")
   .option("--iters <n>", "calls per timing", { default: 50 })
   .option("--tokens <n>", "tokens for decode", { default: 128 })
   .option("--dataset <path>", "calibration text for quantize")
@@ -138,7 +139,7 @@ cli
     what ??= "matmul";
     if (what === "matmul") {
       const ms = String(o.m).split(",").map((v) => num("m", v, { int: true, min: 1 })!);
-      const rows = await bench.benchMatmul(be, { ms, groupSize: num("group-size", o.groupSize, { int: true }), actOrder: Boolean(o.actOrder), iters: num("iters", o.iters, { int: true, min: 1 }) });
+      const rows = await bench.benchMatmul(be, { ms, groupSize: num("group-size", o.groupSize, { int: true }), actOrder: Boolean(o.actOrder), perShape: Boolean(o.perShape), iters: num("iters", o.iters, { int: true, min: 1 }) });
       if (o.json) return console.log(JSON.stringify({ card, shapes: bench.LLAMA2_7B_SHAPES, rows }));
       console.log(`packed 4-bit matmul, Llama-2-7B layer shapes (K x N: ${bench.LLAMA2_7B_SHAPES.map(([, k, n]) => `${k}x${n}`).join(", ")}), group ${o.groupSize}${o.actOrder ? ", act-order" : ""}, ${card}`);
       if (rows[0]?.timing === "graph") console.log("timed as replays of a captured CUDA graph of 10 call sets (both columns); int4 eager = the same calls launched from the host");
@@ -149,6 +150,7 @@ cli
       console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${gpuCols ? " --- | --- | --- |" : ""}`);
       for (const r of rows) {
         const gpu = gpuCols && r.quantGpuUs && r.baselineGpuUs ? ` ${r.quantGpuUs.toFixed(1)} | ${r.baselineGpuUs.toFixed(1)} | ${pct(r.bytes / r.quantGpuUs, r.baselineBytes / r.baselineGpuUs)} |` : gpuCols ? " - | - | - |" : "";
+        for (const p of r.perShape ?? []) console.log(`| ${r.m} ${p.name} | ${p.quantUs.toFixed(1)} | ${p.baselineUs?.toFixed(1) ?? "-"} | ${p.baselineUs ? (p.baselineUs / p.quantUs).toFixed(2) + "x" : "-"} |`);
         console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? pct(r.gbps, r.baselineGbps) : "-"} | ${r.baseline || "-"} | ${r.quantEagerUs?.toFixed(1) ?? "-"} |${gpu}`);
       }
     } else if (what === "layer") {

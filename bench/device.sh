@@ -12,6 +12,9 @@
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
 #   ab         a candidate library (.carry/lib/libgptq_cuda_b.so, e.g. a branch's build) against the current one
 #              in the same run: its op tests and end-to-end checks, then the matmul benchmark A, B, A, B
+#   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
+#              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
+#              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW; SWEEP_KNOBS overrides the list)
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
@@ -27,8 +30,8 @@ log setup
 mkdir -p $T/bin $T/lib $T/data build
 [ -x $T/bin/bun ] || { xz -dc .carry/bun.xz > $T/bin/bun && chmod +x $T/bin/bun; }
 [ -d node_modules/@huggingface ] || tar -xJf .carry/node_modules.tar.xz
-for f in .carry/lib/*.xz; do [ -f "$T/lib/$(basename "${f%.xz}")" ] || xz -dc "$f" > "$T/lib/$(basename "${f%.xz}")"; done
-if command -v nvcc >/dev/null && [ -n "${GPTQ_BUILD_ON_DEVICE:-}" ]; then GPTQ_CUDA_ARCHS=90 bash kernels/build.sh; else cp .carry/lib/libgptq_cuda.so build/; fi
+for f in .carry/lib/*.xz; do [ -f "$T/lib/$(basename "${f%.xz}")" ] && [[ $f != *libgptq_cuda* ]] || xz -dc "$f" > "$T/lib/$(basename "${f%.xz}")"; done
+if command -v nvcc >/dev/null && [ -n "${GPTQ_BUILD_ON_DEVICE:-}" ]; then GPTQ_CUDA_ARCHS=90 bash kernels/build.sh; else cp $T/lib/libgptq_cuda.so build/; fi
 [ -d $T/data/stories260K-hf ] || tar -xJf .carry/data/data.tar.xz -C $T/data
 [ -d $T/gutenberg-2l ] || tar -xJf .carry/data/gutenberg-2l.tar.xz -C $T
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
@@ -76,6 +79,10 @@ for s in $stages; do
       [ -f $Q/config.json ] || GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --method rtn --backend cuda --out $Q | tail -1
     fi
     bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee "$OUT/decode.txt"
+    for lib in build/sweep/*.so; do  # the sweep's libraries (if unpacked) on the same model, same run
+      [ -f "$lib" ] || continue
+      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee -a "$OUT/decode.txt"
+    done
     if command -v nsys >/dev/null; then  # where the time of a replayed decode step goes, kernel by kernel
       GPTQ_QUIET=1 timeout 120 nsys profile -o $T/decode --force-overwrite true -t cuda --cuda-graph-trace=node bun gptq.ts bench decode $Q --backend cuda --tokens 32 > $T/nsys.log 2>&1
       nsys stats --report cuda_gpu_kern_sum --format table $T/decode.nsys-rep 2>/dev/null | cut -c1-200 | head -30 | tee "$OUT/decode-kernels.txt"
@@ -117,6 +124,17 @@ PY
     GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/ab-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
     for lib in libgptq_cuda.so libgptq_cuda_b.so libgptq_cuda.so libgptq_cuda_b.so; do
       echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/build/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ \|"
+    done ;;
+  sweep)
+    log sweep
+    mkdir -p build/sweep
+    for f in .carry/sweep/*.so.xz; do [ -f "$f" ] && xz -dc "$f" > "build/sweep/$(basename "${f%.xz}")"; done
+    for lib in build/libgptq_cuda.so build/sweep/*.so; do
+      [ -f "$lib" ] || continue
+      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
+    done
+    for k in ${SWEEP_KNOBS:-GPTQ_QV_WAVES=2 GPTQ_QV_WAVES=0.5 GPTQ_QV_MINSPW=4 GPTQ_QV_MINSPW=16}; do
+      echo "-- $k"; env $k bun gptq.ts bench matmul --backend cuda --m 1 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done ;;
   layerloss)
     log layerloss

@@ -13,7 +13,7 @@ for f in /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /lib/x86_64-linux-gnu/libgfo
   [ -f $C/lib/$(basename $f).xz ] || xz -9 -c "$f" > $C/lib/$(basename $f).xz
 done
 [ -f build/libgptq_cuda.so ] || npm run build:cuda
-cp build/libgptq_cuda.so $C/lib/
+xz -c build/libgptq_cuda.so > $C/lib/libgptq_cuda.so.xz
 D=../shared/data
 tar -cJf $C/data/data.tar.xz -C $D stories260K-hf stories260K/reference_outputs.json tinystories wikitext-2-raw/wiki.valid.raw gutenberg/eval.txt
 # a 2-layer cut of gutenberg-llama-16m (real weights) for the end-to-end quantization check

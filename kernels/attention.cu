@@ -82,6 +82,63 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small_kernel(float* out, con
   }
 }
 
+// Decoding with hd % 4 == 0 (every Llama-family head size): one block per (head, query row) as above, but
+// each thread scores whole keys (float4 loads of its key's row: all of a key's loads in flight at once, no
+// shuffles), and P·V has threads over (float4 of dimensions, key lane): hd/4 dimension groups × KL key lanes.
+// Shared: q [hd], scores [L], partials [KL][hd].
+__global__ void __launch_bounds__(ATT_THREADS) attn_small4_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len) {
+  extern __shared__ float sm[];
+  __shared__ float red[32];
+  pdl_launch_dependents();
+  if (pos_dev) pos0 += *pos_dev;
+  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
+  const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1, D4 = hd / 4;
+  float4* qs = reinterpret_cast<float4*>(sm);
+  float* sc = sm + hd;
+  float4* part = reinterpret_cast<float4*>(sc + ((score_len + 3) & ~3));  // [KL][D4]
+  const float4* q4 = reinterpret_cast<const float4*>(q + (long long)t * QC + h * hd);
+  for (int i = threadIdx.x; i < D4; i += blockDim.x) qs[i] = q4[i];
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) {
+    const float4* kr = reinterpret_cast<const float4*>(k + (long long)j * KC + kv * hd);
+    float d0 = 0.f, d1 = 0.f;
+#pragma unroll 8
+    for (int i = 0; i < D4; i++) {
+      const float4 a = kr[i], b = qs[i];
+      d0 = fmaf(a.x, b.x, d0); d1 = fmaf(a.y, b.y, d1); d0 = fmaf(a.z, b.z, d0); d1 = fmaf(a.w, b.w, d1);
+    }
+    const float d = (d0 + d1) * scale;
+    sc[j] = d;
+    mx = fmaxf(mx, d);
+  }
+  mx = block_reduce<true>(mx, red);
+  float s = 0.f;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
+  s = block_reduce<false>(s, red);  // its barrier also makes every sc[j] visible
+  const float inv = 1.f / s;
+  const int KL = blockDim.x / D4, d = threadIdx.x % D4, kl = threadIdx.x / D4;
+  if (kl < KL) {
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4* vc = reinterpret_cast<const float4*>(v + kv * hd) + d;
+    const int KC4 = KC / 4;
+#pragma unroll 8
+    for (int j = kl; j < L; j += KL) {
+      const float4 x = vc[(long long)j * KC4];
+      const float p = sc[j];
+      o.x = fmaf(p, x.x, o.x); o.y = fmaf(p, x.y, o.y); o.z = fmaf(p, x.z, o.z); o.w = fmaf(p, x.w, o.w);
+    }
+    part[kl * D4 + d] = o;
+  }
+  __syncthreads();
+  float4* o4 = reinterpret_cast<float4*>(out + (long long)t * QC + h * hd);
+  for (int i = threadIdx.x; i < D4; i += blockDim.x) {
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int w = 0; w < KL; w++) { const float4 p = part[w * D4 + i]; o.x += p.x; o.y += p.y; o.z += p.z; o.w += p.w; }
+    o4[i] = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+  }
+}
+
 // rows of S [rows, L]: row r = (batch, t); keys j <= pos0 + t kept, softmax in place, the rest zeroed
 __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   float* row = S + (long long)blockIdx.x * L;
@@ -107,13 +164,17 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
   const int B = T / Tq, L = pos0 + Tq, QC = heads * hd, KC = kvh * hd;
   // the decoding kernel's shared memory: q, scores of score_len keys, the warps' partial rows
   const int score_len = pos_dev ? max_len : L;
-  const size_t smem = (size_t)(hd + score_len + (ATT_THREADS / 32) * hd) * sizeof(float);
+  // hd % 4 == 0 (and at most 4·ATT_THREADS): attn_small4_kernel, partials of ATT_THREADS / (hd/4) key lanes
+  const bool v4 = hd % 4 == 0 && hd / 4 <= ATT_THREADS;
+  const size_t smem = v4 ? (size_t)(hd + ((score_len + 3) & ~3) + (ATT_THREADS / (hd / 4)) * hd) * sizeof(float)
+                         : (size_t)(hd + score_len + (ATT_THREADS / 32) * hd) * sizeof(float);
   if (pos_dev) {
     GQ_ARG(B == 1 && Tq <= 8 && max_len >= L, "attention: a device position needs one sequence of <= 8 rows and max_len >= %d", L);
-    GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", 48 * 1024 / 4 - 9 * hd, max_len);
+    GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", (int)(48 * 1024 / 4 - (smem / 4 - score_len)), max_len);
   }
   if (pos_dev || (B == 1 && Tq <= 8 && smem <= 48 * 1024)) {
-    attn_small_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
+    if (v4) attn_small4_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
+    else attn_small_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
     GQ_LAUNCHED("attention (small)");
     return GQ_OK;
   }

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 2
+#define GQ_ABI_VERSION 3
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -42,7 +42,13 @@ int gq_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const fl
 int gq_add_bias(float* y, const float* bias, int M, int N);
 int gq_embedding(float* out, const float* table, const int* ids, int T, int H, int V);
 int gq_rms_norm(float* out, const float* x, const float* w, int T, int H, float eps);
+/* sum = x + r, out = rms_norm(sum, w) (the residual add fused into the next norm) */
+int gq_add_rms_norm(float* sum, float* out, const float* x, const float* r, const float* w, int T, int H, float eps);
 /* pos_dev / row_dev: optional device ints added to pos0 / row0 when the kernel runs (graph replay) */
+/* rope on q [T, heads·hd] and k [T, kvh·hd] in place, then k and v written to rows pos0 (+ *pos_dev) + t of the
+   caches kc / vc [rows, kvh·hd]: the decode step's rope and cache writes in one launch */
+int gq_rope_kv(float* q, float* k, const float* v, float* kc, float* vc, const float* inv_freq, int T, int heads, int kvh, int hd,
+               int pos0, const int* pos_dev, int rows, float scale);
 int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale);
 int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, const int* pos_dev, int max_len, int seq_len, int heads, int kv_heads, int hd);
 int gq_write_rows(float* dst, const float* src, int row0, const int* row_dev, int rows, int T, int C);
@@ -70,6 +76,13 @@ int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, co
                   const int* perm, int K, int N, int groups, int group_size);
 int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm,
                   const float* bias, int M, int K, int N, int group_size);
+/* one GEMV launch (M <= 4) for 1..3 weights sharing x, K, group size and act-order perm (q/k/v, gate/up):
+   ys/packed/sz/bias/Ns are host arrays of count entries (bias may be NULL, or hold NULLs); M > 4: one call each */
+int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz,
+                       const float* const* bias, const int* Ns, const float* x, const int* perm, int M, int K, int group_size);
+/* y = (silu(g) · u) @ dequant(W)ᵀ (+ bias) for M <= 4 (the MLP's down projection with its gate fused in) */
+int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned int* packed, const unsigned int* sz, const int* perm,
+                        const float* bias, int M, int K, int N, int group_size);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);
 int gq_qm_dequant(float* w, const int* qweight, const float* scales, const float* zeros, const int* g_idx, int K, int N, int bits);

@@ -10,6 +10,8 @@
 #include "common.cuh"
 #include <cstdlib>
 #include <cstdint>
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
 
 __device__ __forceinline__ int read_code(const int* qw, int N, int k, int n, int bits) {
   const int bit = k * bits, w = bit >> 5, off = bit & 31, mask = (1 << bits) - 1;
@@ -114,8 +116,26 @@ __device__ __forceinline__ void cp_commit() {}
 template <int N> __device__ __forceinline__ void cp_wait() {}
 #endif
 
-// xs [m][stride] (fp16) = x [m, k0 + kk] · mul (through perm), kk < kl: 4 loads in flight per thread
-__device__ __forceinline__ void stage_x(__half* xs, int stride, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl, float mul) {
+// pow2_scale: the power of two that puts mx in (128, 256] (1 for 0 or non-finite mx): x times it in fp16 keeps
+// its precision whether activations are tiny or large, and cannot overflow a sum of a few products
+__device__ __forceinline__ float pow2_scale(float mx) {
+  int e = 0;
+  frexpf(mx, &e);  // mx = f·2^e, f in [0.5, 1)
+  return mx > 0.f && mx < 3e38f ? ldexpf(1.f, 8 - e) : 1.f;
+}
+// xs [m][stride] (fp16) = x [m, k0 + kk] · rmul[m] (through perm), kk < kl; rmul (shared, M <= 32) per row from
+// the row's largest |x| in this k range (one warp per row), then the conversion with 4 loads in flight per thread.
+// (Measured on an H200, four 7B shapes at M = 16: 127 us without the factors, 144 us with them; without them
+// activations below fp16's normal range (~6e-5) lost precision: 1.5% error at |x| ~ 1e-6.)
+__device__ __forceinline__ void stage_x(__half* xs, int stride, float* rmul, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int m = warp; m < M; m += nw) {
+    float mx = 0.f;
+    for (int k = lane; k < kl; k += 32) mx = fmaxf(mx, fabsf(x[(long long)m * K + (perm ? perm[k0 + k] : k0 + k)]));
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+    if (lane == 0) rmul[m] = pow2_scale(mx);
+  }
+  __syncthreads();
   const int n = M * kl;
   for (int i0 = threadIdx.x; i0 < n; i0 += 4 * blockDim.x) {
     float v[4];
@@ -127,7 +147,7 @@ __device__ __forceinline__ void stage_x(__half* xs, int stride, const float* __r
 #pragma unroll
     for (int u = 0; u < 4; u++) {
       const int i = i0 + u * blockDim.x, m = i / kl;
-      if (i < n) xs[m * stride + i - m * kl] = __float2half_rn(v[u] * mul);
+      if (i < n) xs[m * stride + i - m * kl] = __float2half_rn(v[u] * rmul[m]);
     }
   }
 }
@@ -135,11 +155,11 @@ __device__ __forceinline__ void stage_x(__half* xs, int stride, const float* __r
 #define QM_WARPS 4
 #define QM_DEPTH 8
 // Block: QM_WARPS warps over consecutive 64-column chunks, one k range of kpw k16 steps (blockIdx.y). x rows
-// [0, M) of that k range are staged in shared memory as fp16 (gathered through perm for act-order). Each warp streams its
-// weights through a QM_DEPTH-stage cp.async ring in shared memory (a group's scale/zero pairs ride along
-// when the group starts). B fragments are the exact small integers q − zero in fp16: nibbles become
-// 1024 + q (or 1024 + 16q) by OR-ing an exponent, and one HSUB2 (or HFMA2 by 1/16) removes 1024 + zero.
-// The mma sums a group in fp32; the group's scale multiplies that sum once. With several k ranges each warp
+// [0, M) of that k range are staged in shared memory as fp16, each row times its power of two (stage_x; gathered
+// through perm for act-order). Each warp streams its weights through a QM_DEPTH-stage cp.async ring in shared
+// memory (a group's scale/zero pairs ride along when the group starts). B fragments are the exact small
+// integers q − zero in fp16: nibbles become 1024 + q (or 1024 + 16q) by OR-ing an exponent, and one HSUB2
+// (or HFMA2 by 1/16) removes 1024 + zero. The mma sums a group in fp32; the group's scale multiplies that sum once. With several k ranges each warp
 // adds its sums into y with atomics (y zeroed first by the host), so no warp waits on another. (Measured on
 // an H200: sharing one column chunk among a block's warps, reduced in shared memory, was 2x slower.)
 struct QmRing {
@@ -177,7 +197,8 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 #pragma unroll
   for (int i = 0; i < QM_DEPTH - 1; i++) issue(i);
   const int stride = kpw * 16 + 8;
-  stage_x(xs, stride, x, perm, M, K, s0 * 16, (s1 - s0) * 16, 1.f);
+  __shared__ float rmul[32];  // per row: the staging factor (stage_x), divided out at the end
+  stage_x(xs, stride, rmul, x, perm, M, K, s0 * 16, (s1 - s0) * 16);
   __syncthreads();
   if (!live) return;
   float acc[MT][8][4], accg[MT][8][4];
@@ -242,8 +263,9 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
           const unsigned int hi = qs[j] >> 8;
           unsigned int b[4];
           {
-            unsigned int h0 = nib2h(qs[j], 0x000f000fu), h1 = nib2h(qs[j], 0x00f000f0u);
-            unsigned int h2 = nib2h(hi, 0x000f000fu), h3 = nib2h(hi, 0x00f000f0u);
+            // (plain C here: the LOP3 asm of the GEMV measured 12% slower in this kernel on an H200)
+            unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
+            unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
             __half2 r0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[ta]));
             __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[ta]));
             __half2 r2 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[tb]));
@@ -273,8 +295,9 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
       for (int h = 0; h < 2; h++) {
         const int r = mt * 16 + gid + 8 * h;
         if (r >= M) continue;
-        const float v0 = acc[mt][nt][2 * h] + S[nt] * accg[mt][nt][2 * h] + b0;
-        const float v1 = acc[mt][nt][2 * h + 1] + S[8 + nt] * accg[mt][nt][2 * h + 1] + b1;
+        const float inv = 1.f / rmul[r];
+        const float v0 = (acc[mt][nt][2 * h] + S[nt] * accg[mt][nt][2 * h]) * inv + b0;
+        const float v1 = (acc[mt][nt][2 * h + 1] + S[8 + nt] * accg[mt][nt][2 * h + 1]) * inv + b1;
         float* yp = y + (long long)r * N + col;
         if (ksplit == 1) *reinterpret_cast<float2*>(yp) = make_float2(v0, v1);
         else { atomicAdd(yp, v0); atomicAdd(yp + 1, v1); }
@@ -291,90 +314,129 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // instructions per 8 weights (nibbles to half2 in one LOP3 each). SASS of qm4v_kernel<1, 4> (ptxas -O3, sm_90):
 // 79 instructions per k16 step and warp in the main loop, 113 before the LOP3 fusion, the division-free group
 // tracking (a running pointer to the next parameters) and the check-free loop over whole 2·QV_UNROLL-step
-// stretches. x is staged in fp16 times a power of two that puts the largest |x| of the block's k range in
-// (128, 256], so those sums cannot overflow and small activations keep their precision.
-// Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
+// stretches. x is staged in fp16 times a power of two that puts the largest |x| of the warp's k range in
+// (128, 256], so those sums cannot overflow and small activations keep their precision; each warp stages its
+// own range (no block barrier before the main loop).
+// Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200),
+// and an m16 tensor-core form of this kernel for 5-16 rows (weights in registers, x as the tile's rows) was
+// 2x slower than qm4_kernel at M = 16 there (249 against 127 us over the four 7B shapes).
 // Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
-// ranges across blocks are summed by the last block to arrive.
+// ranges across blocks are summed by the last block to arrive, or on sm_90 through a cluster (see launch_gemv).
+// Several weights sharing x (QvArgs) and a gated input (silu(x)·u) go through the same kernel.
 // Programmatic dependent launch (sm_90): the weight stream starts before griddepcontrol.wait, so it overlaps
 // the end of the kernel before (which signals launch_dependents early); x is read only after the wait.
+// (overridable at build time, GPTQ_NVCC_FLAGS="-DQV_WARPS=8", for the tuning sweep in bench/device.sh)
+#ifndef QV_WARPS
 #define QV_WARPS 4
-#define QV_UNROLL 4
+#endif
+#ifndef QV_UNROLL
+#define QV_UNROLL 4  // 4 or 8 (a multiple of the sub-batch G)
+#endif
+#ifndef QV_MINB
+#define QV_MINB 4  // __launch_bounds__ minimum blocks per multiprocessor for M <= 2 (at most 128 registers)
+#endif
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
-// xs [MR][stride] = fp16(x [m, perm(k0 + kk)] · mul_m) for kk < kl, mul_m a power of two (see above); the rows
-// are gathered once into xf [MR][kl] (fp32, shared) while their largest |x| is found
+// One warp stages its own k range (no block barrier): xs [MR][stride] at columns [off, off + kl) =
+// fp16(x [m, perm(k0 + kk)] · mul_m) for kk < kl, mul_m a power of two (see above) from the range's largest |x|:
+// one pass finds the maximum, a second (cache hits) converts. With u (gated: the MLP's down projection) the
+// input is silu(x)·u, computed here.
+__device__ __forceinline__ float silu_gate(float g, float u) { return g / (1.f + expf(-g)) * u; }
 template <int MR>
-__device__ __forceinline__ void stage_x_scaled(__half* xs, int stride, float* xf, float* wred, float* mul, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const bool v4 = !perm && (reinterpret_cast<uintptr_t>(x) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
-  float mx[MR];
-#pragma unroll
-  for (int m = 0; m < MR; m++) {
-    mx[m] = 0.f;
-    if (m >= M) continue;
-    const float* xr = x + (long long)m * K + k0;
-    float* fr = xf + m * kl;
+__device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, float* mul, const float* __restrict__ x, const float* __restrict__ u, const int* __restrict__ perm, int M, int K, int k0, int kl) {
+  const int lane = threadIdx.x & 31;
+  const bool v4 = !perm && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(u)) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
+  auto get4 = [&](const float* xr, const float* ur, int i) {  // elements 4i .. 4i+3 of the range
+    float4 v;
     if (v4) {
-#pragma unroll 4
-      for (int i = threadIdx.x; i < kl / 4; i += blockDim.x) {
-        const float4 v = reinterpret_cast<const float4*>(xr)[i];
-        reinterpret_cast<float4*>(fr)[i] = v;
-        mx[m] = fmaxf(mx[m], fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+      v = reinterpret_cast<const float4*>(xr + k0)[i];
+      if (ur) {
+        const float4 w = reinterpret_cast<const float4*>(ur + k0)[i];
+        v = make_float4(silu_gate(v.x, w.x), silu_gate(v.y, w.y), silu_gate(v.z, w.z), silu_gate(v.w, w.w));
       }
     } else {
-#pragma unroll 4
-      for (int i = threadIdx.x; i < kl; i += blockDim.x) {
-        const float v = x[(long long)m * K + (perm ? perm[k0 + i] : k0 + i)];
-        fr[i] = v;
-        mx[m] = fmaxf(mx[m], fabsf(v));
+      float e[4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int k = perm ? perm[k0 + 4 * i + j] : k0 + 4 * i + j;
+        e[j] = ur ? silu_gate(xr[k], ur[k]) : xr[k];
       }
+      v = make_float4(e[0], e[1], e[2], e[3]);
     }
-    for (int o = 16; o; o >>= 1) mx[m] = fmaxf(mx[m], __shfl_xor_sync(0xffffffff, mx[m], o));
-    if (lane == 0) wred[warp * MR + m] = mx[m];
-  }
-  __syncthreads();
+    return v;
+  };
 #pragma unroll
   for (int m = 0; m < MR; m++) {
-    float v = 0.f;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) v = fmaxf(v, wred[w * MR + m]);
-    int e = 0;
-    frexpf(v, &e);  // v = f·2^e, f in [0.5, 1)
-    mul[m] = v > 0.f && v < 3e38f ? ldexpf(1.f, 8 - e) : 1.f;
+    float mx = 0.f;
+    if (m < M) {
+      const float* xr = x + (long long)m * K;
+      const float* ur = u ? u + (long long)m * K : nullptr;
+      for (int i = lane; i < kl / 4; i += 32) {
+        const float4 v = get4(xr, ur, i);
+        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+      }
+    }
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+    mul[m] = pow2_scale(mx);
   }
 #pragma unroll
   for (int m = 0; m < MR; m++) {
     if (m >= M) continue;
-    const float2* fr = reinterpret_cast<const float2*>(xf + m * kl);
-    __half2* xm = reinterpret_cast<__half2*>(xs + m * stride);
-    for (int i = threadIdx.x; i < kl / 2; i += blockDim.x) {
-      const float2 v = fr[i];
-      xm[i] = __floats2half2_rn(v.x * mul[m], v.y * mul[m]);
+    const float* xr = x + (long long)m * K;
+    const float* ur = u ? u + (long long)m * K : nullptr;
+    __half2* xm = reinterpret_cast<__half2*>(xs + m * stride + off);
+    for (int i = lane; i < kl / 4; i += 32) {
+      const float4 v = get4(xr, ur, i);
+      xm[2 * i] = __floats2half2_rn(v.x * mul[m], v.y * mul[m]);
+      xm[2 * i + 1] = __floats2half2_rn(v.z * mul[m], v.w * mul[m]);
     }
   }
+  __syncwarp();
 }
 __device__ __forceinline__ unsigned int h2u(__half2 h) { return *reinterpret_cast<unsigned int*>(&h); }
 __device__ __forceinline__ __half2 u2h(unsigned int u) { return *reinterpret_cast<__half2*>(&u); }
 // G: k16 steps per sub-batch (4, 2 or 1; divides the group's steps and spw)
+// Several weights that share x (q/k/v, gate/up) go in one launch: their 64-column chunks are numbered one after
+// the other (segment i starts at chunk c0), and each block works on one chunk of one segment.
+#define QV_MAXOUT 3
+struct QvSeg {
+  float* y;
+  const uint4* packed;
+  const unsigned int* sz;
+  const float* bias;
+  int N, c0;
+};
+struct QvArgs {
+  QvSeg s[QV_MAXOUT];
+  int count, ntot;  // segments, all their columns
+  const float* u;   // non-null: the input is silu(x)·u (gated MLP), see stage_x_warp
+};
 template <int MR, int G>
-__global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
-                                                            const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
-                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int N, int gs, int spw, int ksplit) {
+__global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kernel(const QvArgs args, const float* __restrict__ x, const int* __restrict__ perm,
+                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int gs, int spw, int ksplit, int cluster) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float wred[QV_WARPS * MR];
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
+  const int cg = blockIdx.x, ks = blockIdx.y;  // chunk over all segments, k range
+  const int si = (args.count > 1 && cg >= args.s[1].c0) + (args.count > 2 && cg >= args.s[2].c0);
+  // (fields picked by selects: indexing args.s[si] would copy the parameters to local memory)
+#define QV_PICK(f) (si == 0 ? args.s[0].f : si == 1 ? args.s[1].f : args.s[2].f)
+  float* __restrict__ y = QV_PICK(y);
+  const uint4* __restrict__ packed = QV_PICK(packed);
+  const unsigned int* __restrict__ sz = QV_PICK(sz);
+  const float* __restrict__ bias = QV_PICK(bias);
+  const int N = QV_PICK(N), ntot = args.ntot;
   const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
-  const int c = blockIdx.x, ks = blockIdx.y;
+  const int c = cg - QV_PICK(c0);
+#undef QV_PICK
   const int kb0 = ks * QV_WARPS * spw, kb1 = min(kb0 + QV_WARPS * spw, K16);  // this block's k16 steps
   const int w0 = min(kb0 + warp * spw, kb1), w1 = min(w0 + spw, kb1);         // this warp's
   const int stride = QV_WARPS * spw * 16;
   __half* xs = reinterpret_cast<__half*>(smem);                                  // [MR][stride]
-  float* xf = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));   // [MR][stride] fp32, then:
-  float* red = xf;                                                               // [QV_WARPS][MR][64]
+  float* red = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));  // [QV_WARPS][MR][64] the warps' sums, then [MR][64] the block's (cluster)
   const uint4* src = packed + (long long)c * K16 * 32 + lane;
   const uint4* szc = reinterpret_cast<const uint4*>(sz + ((long long)c * 8 + gid) * 8);  // + group·N64·16 uint4
   const long long gstride = (long long)N64 * 16;
@@ -393,8 +455,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
   if (w0 < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
   pdl_wait();
   float mul[MR];
-  stage_x_scaled<MR>(xs, stride, xf, wred, mul, x, perm, M, K, kb0 * 16, (kb1 - kb0) * 16);
-  __syncthreads();
+#pragma unroll
+  for (int m = 0; m < MR; m++) mul[m] = 1.f;
+  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, perm, M, K, w0 * 16, (w1 - w0) * 16);
   float acc[MR][8];
   __half2 acch[MR][8];
 #pragma unroll
@@ -490,6 +553,32 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
       if (t == 0) red[(warp * MR + m) * 64 + i * 8 + gid] = v;
     }
   __syncthreads();
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+  if (cluster) {  // the chunk's k ranges are one cluster: block sums in shared memory, rank 0 adds them up
+    float* bsum = red + QV_WARPS * MR * 64;
+    for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+      const int m = i / 64, col = i % 64;
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
+      bsum[i] = v;
+    }
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    if (cl.block_rank() == 0) {
+      const int nb = (int)cl.num_blocks();
+      for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+        const int m = i / 64, col = i % 64;
+        const long long n = (long long)c * 64 + col;
+        float v = bias ? bias[n] : 0.f;
+        for (int r = 0; r < nb; r++) v += cl.map_shared_rank(bsum, r)[i];
+        y[(long long)m * N + n] = v;
+      }
+    }
+    cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
+    return;
+  }
+#endif
   // column chunk c: y (ksplit = 1) or this block's partial sums; the last block of the chunk adds them up
   for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
     const int m = i / 64, col = i % 64;
@@ -498,13 +587,13 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
     for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
     const long long n = (long long)c * 64 + col;
     if (ksplit == 1) y[(long long)m * N + n] = v + (bias ? bias[n] : 0.f);
-    else __stcg(partial + ((long long)ks * M + m) * N + n, v);
+    else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
   }
   if (ksplit == 1) return;
   __threadfence();
   __syncthreads();
   __shared__ int last;
-  if (threadIdx.x == 0) last = atomicAdd(counters + c, 1) == ksplit - 1;
+  if (threadIdx.x == 0) last = atomicAdd(counters + cg, 1) == ksplit - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
@@ -512,10 +601,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32) qm4v_kernel(float* __restrict__
     const int m = i / 64, col = i % 64;
     const long long n = (long long)c * 64 + col;
     float v = bias ? bias[n] : 0.f;
-    for (int k2 = 0; k2 < ksplit; k2++) v += __ldcg(partial + ((long long)k2 * M + m) * N + n);
+    for (int k2 = 0; k2 < ksplit; k2++) v += __ldcg(partial + ((long long)k2 * M + m) * ntot + (long long)cg * 64 + col);
     y[(long long)m * N + n] = v;
   }
-  if (threadIdx.x == 0) counters[c] = 0;
+  if (threadIdx.x == 0) counters[cg] = 0;
 }
 
 static int cc_major() {
@@ -562,6 +651,99 @@ int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, co
   GQ_LAUNCHED("repack4");
   return GQ_OK;
 }
+// the GEMV (M <= 4) over one or more weights sharing x (see QvArgs)
+static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, int K, int gs) {
+  const int N64 = a.ntot / 64, K16 = K / 16;
+  const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
+  // (a cp.async ring in shared memory instead of the register pipeline measured 15% slower on an H200)
+  // sub-batch G: the largest of 4, 2, 1 dividing the group's k16 steps (spw is made a multiple of it)
+  const int gs16 = gs / 16, G = gs16 % 4 == 0 ? 4 : gs16 % 2 == 0 ? 2 : 1;
+  const int vi = (MR == 1 ? 0 : MR == 2 ? 1 : 2) * 3 + (G == 4 ? 0 : G == 2 ? 1 : 2);
+  typedef void (*QvKernel)(const QvArgs, const float*, const int*, float*, int*, int, int, int, int, int, int);
+  static const QvKernel kernels[9] = {qm4v_kernel<1, 4>, qm4v_kernel<1, 2>, qm4v_kernel<1, 1>, qm4v_kernel<2, 4>, qm4v_kernel<2, 2>,
+                                      qm4v_kernel<2, 1>, qm4v_kernel<4, 4>, qm4v_kernel<4, 2>, qm4v_kernel<4, 1>};
+  const QvKernel kern = kernels[vi];
+  // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
+  // block's k range in shared memory as fp16 (<= 8 KiB per row), then the warps' sums
+  const int maxspw = (8 * 1024) / (2 * MR) / (QV_WARPS * 16);
+  auto smem_for = [&](int spw) {
+    return (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)(QV_WARPS + 1) * MR * 64 * sizeof(float);
+  };
+  static int fit[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (!fit[vi]) {
+    GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw)));
+    if (fit[vi] < 1) fit[vi] = 1;
+  }
+  // tuning knobs (bench sweeps): GPTQ_QV_WAVES blocks per resident slot (default 1: one wave),
+  // GPTQ_QV_MINSPW the fewest k16 steps per warp (default 8)
+  static double waves = 0;
+  static int minspw = 0;
+  if (!waves) {
+    const char* w = getenv("GPTQ_QV_WAVES");
+    const char* m = getenv("GPTQ_QV_MINSPW");
+    waves = w && atof(w) > 0 ? atof(w) : 1.0;
+    minspw = m && atoi(m) > 0 ? atoi(m) : 8;
+  }
+  const int slots = (int)(fit[vi] * sm_count() * waves);
+  int ksplit = slots / N64;
+  ksplit = ksplit < 1 ? 1 : ksplit;
+  int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
+  spw = spw < minspw ? minspw : spw > maxspw ? maxspw : spw;
+  spw = (spw + G - 1) / G * G;
+  ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
+  // sm_90: a chunk's k ranges as one thread block cluster, summed through distributed shared memory instead of
+  // partial sums in global memory and an arrival counter, when there are at most GPTQ_QV_CLUSTER of them
+  // (default 2; 0: off). Measured on an H200: 2 ranges (4096 x 12288) 13.2 -> 12.2 us; 8 ranges (4096 x 4096,
+  // 11008 x 4096) slower, 7.4 -> 9.6 and 12.6 -> 16.7 us (clusters of 8 blocks are scheduled together).
+  static int clusters = -1;
+  if (clusters < 0) {
+    const char* env = getenv("GPTQ_QV_CLUSTER");
+    clusters = cc_major() < 9 ? 0 : env && *env ? atoi(env) : 2;
+    clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
+  }
+  const bool cluster = ksplit > 1 && ksplit <= clusters;
+  const size_t smem = smem_for(spw);
+  // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
+  // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
+  static Grown counters, workspace;
+  if (ksplit > 1 && !cluster) {
+    const bool fresh = counters.bytes < sizeof(int) * N64;
+    GQ_TRY(grow(counters, sizeof(int) * N64, "matmul4: a new widest shape"));
+    if (fresh) GQ_CUDA(cudaMemsetAsync(counters.p, 0, sizeof(int) * N64, gq::stream));
+    GQ_TRY(grow(workspace, sizeof(float) * ksplit * M * a.ntot, "matmul4: a new largest shape"));
+  }
+  // programmatic dependent launch on sm_90+ (GPTQ_PDL=0: off)
+  static int pdl = -1;
+  if (pdl < 0) {
+    int dev = 0, major = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    const char* env = getenv("GPTQ_PDL");
+    pdl = major >= 9 && !(env && env[0] == '0');
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(N64, ksplit);
+  cfg.blockDim = dim3(QV_WARPS * 32);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = gq::stream;
+  cudaLaunchAttribute attr[2];
+  int na = 0;
+  if (pdl) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster) {
+    attr[na].id = cudaLaunchAttributeClusterDimension;
+    attr[na].val.clusterDim.x = 1;
+    attr[na].val.clusterDim.y = ksplit;
+    attr[na++].val.clusterDim.z = 1;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = na;
+  GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, a, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, cluster ? 1 : 0));
+  GQ_LAUNCHED("matmul4 (gemv)");
+  return GQ_OK;
+}
 int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
@@ -574,66 +756,11 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   }
   const int N64 = N / 64, K16 = K / 16;
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) {
-    const int MR = M == 1 ? 1 : M == 2 ? 2 : 4;
-    // (a cp.async ring in shared memory instead of the register pipeline measured 15% slower on an H200)
-    // sub-batch G: the largest of 4, 2, 1 dividing the group's k16 steps (spw is made a multiple of it)
-    const int gs16 = gs / 16, G = gs16 % 4 == 0 ? 4 : gs16 % 2 == 0 ? 2 : 1;
-    const int vi = (MR == 1 ? 0 : MR == 2 ? 1 : 2) * 3 + (G == 4 ? 0 : G == 2 ? 1 : 2);
-    typedef void (*QvKernel)(float*, const float*, const int*, const uint4*, const unsigned int*, const float*, float*, int*, int, int, int, int, int, int);
-    static const QvKernel kernels[9] = {qm4v_kernel<1, 4>, qm4v_kernel<1, 2>, qm4v_kernel<1, 1>, qm4v_kernel<2, 4>, qm4v_kernel<2, 2>,
-                                        qm4v_kernel<2, 1>, qm4v_kernel<4, 4>, qm4v_kernel<4, 2>, qm4v_kernel<4, 1>};
-    const QvKernel kern = kernels[vi];
-    // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
-    // block's k range in shared memory, fp16 and fp32 (<= 24 KiB); the warps' sums reuse the fp32 part
-    const int maxspw = ((24 * 1024) / (6 * MR)) / (QV_WARPS * 16);
-    auto smem_for = [&](int spw) {
-      const size_t kl = (size_t)QV_WARPS * spw * 16, f32 = (size_t)MR * kl * sizeof(float), red = (size_t)QV_WARPS * MR * 64 * sizeof(float);
-      return (size_t)MR * kl * sizeof(__half) + (f32 > red ? f32 : red);
-    };
-    static int fit[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-    if (!fit[vi]) {
-      GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw)));
-      if (fit[vi] < 1) fit[vi] = 1;
-    }
-    const int slots = fit[vi] * sm_count();
-    int ksplit = slots / N64;
-    ksplit = ksplit < 1 ? 1 : ksplit;
-    int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
-    spw = spw < 8 ? 8 : spw > maxspw ? maxspw : spw;
-    spw = (spw + G - 1) / G * G;
-    ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
-    const size_t smem = smem_for(spw);
-    // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
-    // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
-    static Grown counters, workspace;
-    if (ksplit > 1) {
-      const bool fresh = counters.bytes < sizeof(int) * N64;
-      GQ_TRY(grow(counters, sizeof(int) * N64, "matmul4: a new widest shape"));
-      if (fresh) GQ_CUDA(cudaMemsetAsync(counters.p, 0, sizeof(int) * N64, gq::stream));
-      GQ_TRY(grow(workspace, sizeof(float) * ksplit * M * N, "matmul4: a new largest shape"));
-    }
-    // programmatic dependent launch on sm_90+ (GPTQ_PDL=0: off)
-    static int pdl = -1;
-    if (pdl < 0) {
-      int dev = 0, major = 0;
-      cudaGetDevice(&dev);
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-      const char* env = getenv("GPTQ_PDL");
-      pdl = major >= 9 && !(env && env[0] == '0');
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(N64, ksplit);
-    cfg.blockDim = dim3(QV_WARPS * 32);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = gq::stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, y, x, perm, reinterpret_cast<const uint4*>(packed), sz, bias, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, N, gs, spw, ksplit));
-    GQ_LAUNCHED("matmul4 (gemv)");
-    return GQ_OK;
+    QvArgs a = {};
+    a.s[0] = QvSeg{y, reinterpret_cast<const uint4*>(packed), sz, bias, N, 0};
+    a.count = 1;
+    a.ntot = N;
+    return launch_gemv(a, x, perm, M, K, gs);
   }
   if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
   for (int m0 = 0; m0 < M; m0 += 32) {
@@ -659,6 +786,35 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     GQ_LAUNCHED("matmul4");
   }
   return GQ_OK;
+}
+int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,
+                       const int* Ns, const float* x, const int* perm, int M, int K, int gs) {
+  GQ_CHECK_INIT();
+  GQ_ARG(count >= 1 && count <= QV_MAXOUT, "matmul4_many: %d weights (1 to %d)", count, QV_MAXOUT);
+  if (M > 4 || getenv("GPTQ_QM_NO_GEMV")) {  // one call per weight (the tensor-core kernel's grid is per weight)
+    for (int i = 0; i < count; i++) GQ_TRY(gq_qm_matmul4(ys[i], x, packed[i], sz[i], perm, bias ? bias[i] : nullptr, M, K, Ns[i], gs));
+    return GQ_OK;
+  }
+  GQ_ARG(K % 16 == 0 && gs % 16 == 0 && M >= 1, "matmul4_many: needs K %% 16, group size %% 16, M >= 1");
+  QvArgs a = {};
+  a.count = count;
+  for (int i = 0; i < count; i++) {
+    GQ_ARG(Ns[i] % 64 == 0 && Ns[i] > 0, "matmul4_many: weight %d has %d columns (needs a positive multiple of 64)", i, Ns[i]);
+    a.s[i] = QvSeg{ys[i], reinterpret_cast<const uint4*>(packed[i]), sz[i], bias ? bias[i] : nullptr, Ns[i], a.ntot / 64};
+    a.ntot += Ns[i];
+  }
+  return launch_gemv(a, x, perm, M, K, gs);
+}
+int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
+  GQ_CHECK_INIT();
+  GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_gated: needs K %% 16, N %% 64, group size %% 16");
+  GQ_ARG(M >= 1 && M <= 4, "matmul4_gated: M = %d (the GEMV takes 1 to 4 rows)", M);
+  QvArgs a = {};
+  a.s[0] = QvSeg{y, reinterpret_cast<const uint4*>(packed), sz, bias, N, 0};
+  a.count = 1;
+  a.ntot = N;
+  a.u = u;
+  return launch_gemv(a, g, perm, M, K, gs);
 }
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros, const int* g_idx, const float* bias, int M, int K, int N, int bits) {
   GQ_CHECK_INIT();

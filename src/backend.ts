@@ -126,8 +126,15 @@ export interface Backend {
   embedding(ids: Int32Array | Tensor, table: Tensor): Tensor;
   /** x [T,H], w [H] -> x / rms(x) * w */
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
+  /** optional: sum = x + r and norm = rmsNorm(sum, w) in one pass (the residual add fused into the next norm) */
+  addRmsNorm?(x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor };
   /** in place on x [T, heads*headDim], Hugging Face half-split layout (rotate_half) */
   rope(x: Tensor, opts: RopeOpts): void;
+  /**
+   * optional, decoding through a cache: rope on q [T, heads·hd] and k [T, kvHeads·hd] in place, then k and v
+   * written to rows pos0 (+ posTensor) + t of the caches, in one launch (same as two ropes and two writeRows)
+   */
+  ropeWriteKV?(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, opts: RopeOpts & { kvHeads: number }): void;
   /** dst[r : r+T, :] = src [T, C] with r = row0 (+ rowTensor[0] when the work runs) (KV-cache write) */
   writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void;
   /** causal GQA attention: q [T, heads*hd], kCache/vCache [S, kvHeads*hd] -> [T, heads*hd] */
@@ -183,6 +190,13 @@ export interface Backend {
   prepareQuantWeight(spec: QuantWeightSpec): QuantWeight;
   /** x [M, in] @ dequant(W)ᵀ (+ bias) -> [M, out] */
   quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
+  /**
+   * optional: quantMatmul for several weights sharing x (q/k/v, gate/up), in one launch where the backend can;
+   * same results as one quantMatmul each
+   */
+  quantMatmulMany?(x: Tensor, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[];
+  /** optional: quantMatmul(siluMul(g, u), w, bias), the gate fused into the matmul where the backend can */
+  quantMatmulGated?(g: Tensor, u: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
 
   /** optional: CUDA graphs (see GraphSupport); the CPU backend implements the device-scalar op variants too */
   readonly graphs?: GraphSupport;

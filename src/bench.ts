@@ -64,6 +64,8 @@ export interface MatmulRow {
   /** bytes the packed matmul reads per call set (weights, scales and zeros), bytes the baseline moves */
   bytes: number;
   baselineBytes: number;
+  /** per shape (same order as the shapes), timed alone the same way: packed matmul and baseline µs */
+  perShape?: { name: string; quantUs: number; baselineUs: number | null }[];
 }
 
 /**
@@ -84,7 +86,7 @@ export async function timeDeviceUs(be: Backend, fn: () => void, iters = 50): Pro
 }
 
 /** all four shapes back to back, per M; weights read once per call set */
-export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [string, number, number][]; groupSize?: number; actOrder?: boolean; iters?: number }): Promise<MatmulRow[]> {
+export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [string, number, number][]; groupSize?: number; actOrder?: boolean; iters?: number; perShape?: boolean }): Promise<MatmulRow[]> {
   const shapes = opts.shapes ?? LLAMA2_7B_SHAPES;
   const gs = opts.groupSize ?? 128;
   const iters = opts.iters ?? 50;
@@ -111,8 +113,23 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       baselineGpuUs = await gpu(runBaseline);
       bl.forEach((x) => x.free());
     }
+    let perShape: MatmulRow["perShape"];
+    if (opts.perShape) {
+      perShape = [];
+      for (let i = 0; i < shapes.length; i++) {
+        const [name, K, N] = shapes[i]!;
+        const qu = await timeDeviceUs(be, () => be.free(be.quantMatmul(xs[i]!, ws[i]!)), iters);
+        let bu: number | null = null;
+        if (be.denseBaseline) {
+          const bl = be.denseBaseline(m, N, K);
+          bu = (await timeDeviceUs(be, () => bl.run(), iters)).us;
+          bl.free();
+        }
+        perShape.push({ name: `${name} ${K}x${N}`, quantUs: qu.us, baselineUs: bu });
+      }
+    }
     for (const x of xs) be.free(x);
-    rows.push({ m, quantUs: q.us, baselineUs, speedup: baselineUs ? baselineUs / q.us : null, gbps: bytes / (q.us * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null, timing: q.timing, quantEagerUs, quantGpuUs, baselineGpuUs, bytes, baselineBytes: moved });
+    rows.push({ perShape, m, quantUs: q.us, baselineUs, speedup: baselineUs ? baselineUs / q.us : null, gbps: bytes / (q.us * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null, timing: q.timing, quantEagerUs, quantGpuUs, baselineGpuUs, bytes, baselineBytes: moved });
   }
   for (const w of ws) be.free(w);
   return rows;

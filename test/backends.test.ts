@@ -55,8 +55,9 @@ for (const b of backends) {
       const e = await run(false), g = await run(true);
       expect(g.error).toBeNull();
       expect([e.mode, g.mode]).toEqual(["eager", "graph"]);
-      // same kernels either way; only the order of the packed matmul's atomic split-K sums may differ
-      for (let i = 0; i < e.logits.length; i++) expectClose(g.logits[i]!, e.logits[i]!, 1e-4, `step ${i}`);
+      // same kernels either way; only the prompt pass (5 rows: the tensor-core kernel's atomic split-K sums)
+      // differs run to run in the last bits, and that difference stays in the KV cache (seen: 1.05e-4 at step 13)
+      for (let i = 0; i < e.logits.length; i++) expectClose(g.logits[i]!, e.logits[i]!, 3e-4, `step ${i}`);
     });
     test.skipIf(!b.backend || !existsSync(E2E))("4-bit decode through the packed GEMV: each step's logits agree with the CPU backend's", async () => {
       // teacher-forced single-token steps (M = 1: the GEMV kernels, on WebGPU the f16 one where the adapter has it)

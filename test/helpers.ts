@@ -77,9 +77,10 @@ const GPU = await gpuBackends();
  * backend shows up as a skipped test with its probe's reason in the name. Synchronous, so the tests are
  * registered while the file is collected.
  */
-export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) => Promise<void> | void, timeout = 300_000): void {
+export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) => Promise<void> | void, timeout = 300_000, requires?: keyof Backend): void {
   for (const b of GPU) {
     if (!b.backend) test.skip(`${label} [${b.name}: unavailable: ${b.reason}]`, () => {});
+    else if (requires && !b.backend[requires]) test.skip(`${label} [${b.name}: has no ${String(requires)}]`, () => {});
     else test(`${label} [${b.name}]`, async () => body(b.backend!, await cpu()), timeout);
   }
 }

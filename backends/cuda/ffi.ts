@@ -35,7 +35,9 @@ export const symbols = {
   gq_add_bias: { args: [P, P, i32, i32], returns: i32 },
   gq_embedding: { args: [P, P, P, i32, i32, i32], returns: i32 },
   gq_rms_norm: { args: [P, P, P, i32, i32, f32], returns: i32 },
+  gq_add_rms_norm: { args: [P, P, P, P, P, i32, i32, f32], returns: i32 },
   gq_rope: { args: [P, P, i32, i32, i32, i32, P, i32, f32], returns: i32 },
+  gq_rope_kv: { args: [P, P, P, P, P, P, i32, i32, i32, i32, i32, P, i32, f32], returns: i32 },
   gq_attention: { args: [P, P, P, P, i32, i32, P, i32, i32, i32, i32, i32], returns: i32 },
   gq_write_rows: { args: [P, P, i32, P, i32, i32, i32], returns: i32 },
   gq_silu_mul: { args: [P, P, P, i64], returns: i32 },
@@ -55,22 +57,25 @@ export const symbols = {
   gq_qm_unpack_zeros: { args: [P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_repack4: { args: [P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul4: { args: [P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
+  gq_qm_matmul4_many: { args: [i32, P, P, P, P, P, P, P, i32, i32, i32], returns: i32 },
+  gq_qm_matmul4_gated: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul_generic: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_dequant: { args: [P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);
 
-/** our library: GPTQ_CUDA_LIB, else build/libgptq_cuda.so next to the repository root */
+/**
+ * our library: GPTQ_CUDA_LIB alone when set (an override that cannot be loaded is an error, never a silent
+ * fallback to another build), else build/libgptq_cuda.so next to the repository root
+ */
 export function libraryCandidates(): string[] {
-  const list: string[] = [];
-  if (process.env.GPTQ_CUDA_LIB) list.push(process.env.GPTQ_CUDA_LIB);
-  list.push(join(import.meta.dir, "..", "..", "build", "libgptq_cuda.so"), join(import.meta.dir, "libgptq_cuda.so"));
-  return list;
+  if (process.env.GPTQ_CUDA_LIB) return [process.env.GPTQ_CUDA_LIB];
+  return [join(import.meta.dir, "..", "..", "build", "libgptq_cuda.so"), join(import.meta.dir, "libgptq_cuda.so")];
 }
 
 export function openLibrary(): { lib: CudaLib; path: string } | { error: string } {

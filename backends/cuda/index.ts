@@ -187,7 +187,8 @@ export class CudaBackend implements Backend {
       this.release(t.handle);
     } else if (t && (t as QuantWeight).handle) {
       const h = (t as QuantWeight).handle as QHandle;
-      for (const b of [h.qweight, h.scales, h.zeros, h.gIdx, h.packed, h.sz, h.perm]) if (b) this.release(b);
+      for (const b of [h.qweight, h.scales, h.zeros, h.gIdx, h.packed, h.sz]) if (b) this.release(b);
+      if (h.perm) this.permUnref(h.perm);
     }
   }
   async sync(): Promise<void> {
@@ -225,15 +226,37 @@ export class CudaBackend implements Backend {
     this.check(this.lib.gq_rms_norm(this.p(y), this.p(x), this.p(w), T, H, eps), "rms_norm");
     return y;
   }
-  rope(x: Tensor, o: RopeOpts): void {
-    let inv = this.invFreqCache.get(o.invFreq);
+  addRmsNorm(x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor } {
+    const H = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / H;
+    if (numel(r.shape) !== T * H) throw new InvalidArgumentError(`addRmsNorm: r ${shapeStr(r.shape)} does not match x ${shapeStr(x.shape)}`);
+    const sum = this.out([T, H]), norm = this.out([T, H]);
+    this.check(this.lib.gq_add_rms_norm(this.p(sum), this.p(norm), this.p(x), this.p(r), this.p(w), T, H, eps), "add_rms_norm");
+    return { sum, norm };
+  }
+  private invFreq(f: Float32Array): Buf {
+    let inv = this.invFreqCache.get(f);
     if (!inv) {
-      inv = this.hostUpload(o.invFreq);
-      this.invFreqCache.set(o.invFreq, inv);
+      inv = this.hostUpload(f);
+      this.invFreqCache.set(f, inv);
     }
+    return inv;
+  }
+  rope(x: Tensor, o: RopeOpts): void {
+    const inv = this.invFreq(o.invFreq);
     const T = numel(x.shape) / (o.heads * o.headDim);
     checkScalar("rope", this, o.posTensor);
     this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, o.seqLen ?? 0, o.scale), "rope");
+  }
+  ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, o: RopeOpts & { kvHeads: number }): void {
+    const inv = this.invFreq(o.invFreq);
+    const T = numel(q.shape) / (o.heads * o.headDim), C = o.kvHeads * o.headDim;
+    if (numel(k.shape) !== T * C || numel(v.shape) !== T * C || kCache.shape[1] !== C || vCache.shape[1] !== C || kCache.shape[0] !== vCache.shape[0]) {
+      throw new InvalidArgumentError(`ropeWriteKV: k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, caches ${shapeStr(kCache.shape)} / ${shapeStr(vCache.shape)} do not fit ${T} rows of ${o.kvHeads}x${o.headDim}`);
+    }
+    if (o.seqLen) throw new InvalidArgumentError("ropeWriteKV: one sequence through a cache (no seqLen)");
+    checkScalar("ropeWriteKV", this, o.posTensor);
+    this.check(this.lib.gq_rope_kv(this.p(q), this.p(k), this.p(v), this.p(kCache), this.p(vCache), inv.ptr, T, o.heads, o.kvHeads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, kCache.shape[0]!, o.scale), "rope_kv");
   }
   writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void {
     const { C, n } = rowsFit(dst, src, row0);
@@ -345,7 +368,7 @@ export class CudaBackend implements Backend {
     const order = bits === 4 && K % 16 === 0 && N % 64 === 0 ? contiguousGroups(s.gIdx, G) : null;
     if (order && order.gs % 16 === 0) {
       const { perm, gs, identity } = order;
-      h.perm = identity ? undefined : this.hostUpload(perm);
+      h.perm = identity ? undefined : this.permRef(perm);
       h.packed = this.alloc(K * N / 2);
       h.sz = this.alloc(G * N * 4);
       h.fast = true;
@@ -354,6 +377,75 @@ export class CudaBackend implements Backend {
     }
     const { qweight: _a, qzeros: _b, scales: _c, gIdx: _d, ...spec } = s;
     return { backend: this, spec, handle: h };
+  }
+  /**
+   * One act-order permutation on the device per distinct content (q/k/v, and gate/up, share theirs: the same
+   * Hessian orders them), so that weights sharing x can share one GEMV launch (quantMatmulMany).
+   */
+  private perms = new Map<number | bigint, { host: Int32Array; buf: Buf; refs: number }[]>();
+  private permRef(perm: Int32Array): Buf {
+    const key = Bun.hash(new Uint8Array(perm.buffer, perm.byteOffset, perm.byteLength));
+    const list = this.perms.get(key) ?? [];
+    let e = list.find((x) => x.host.length === perm.length && x.host.every((v, i) => v === perm[i]));
+    if (!e) {
+      e = { host: Int32Array.from(perm), buf: this.hostUpload(perm), refs: 0 };
+      list.push(e);
+      this.perms.set(key, list);
+    }
+    e.refs++;
+    return e.buf;
+  }
+  private permUnref(buf: Buf): void {
+    for (const [key, list] of this.perms) {
+      const i = list.findIndex((x) => x.buf === buf);
+      if (i < 0) continue;
+      if (--list[i]!.refs === 0) {
+        this.release(buf);
+        list.splice(i, 1);
+        if (!list.length) this.perms.delete(key);
+      }
+      return;
+    }
+    this.release(buf);
+  }
+  /**
+   * y_i = x @ dequant(W_i)ᵀ (+ b_i) for up to 3 weights sharing x (q/k/v, gate/up): with at most 4 rows, one
+   * GEMV launch over all their columns; otherwise (or when the weights differ in group size, permutation or
+   * kernel) one call each
+   */
+  quantMatmulMany(x: Tensor, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] {
+    const hs = ws.map((w) => w.handle as QHandle);
+    const K = ws[0]?.spec.inFeatures ?? 0;
+    const M = numel(x.shape) / (K || 1);
+    const fusable = ws.length >= 2 && ws.length <= 3 && M <= 4 && x.shape[x.shape.length - 1] === K &&
+      hs.every((h, i) => h.fast && ws[i]!.spec.inFeatures === K && h.groupSize === hs[0]!.groupSize && h.perm === hs[0]!.perm);
+    if (!fusable) return ws.map((w, i) => this.quantMatmul(x, w, biases?.[i]));
+    const ys = ws.map((w) => this.out([M, w.spec.outFeatures]));
+    const ptrs = (f: (i: number) => Ptr | null) => BigUint64Array.from(ws, (_, i) => BigInt(f(i) ?? 0));
+    this.check(
+      this.lib.gq_qm_matmul4_many(ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
+        biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
+        Int32Array.from(ws, (w) => w.spec.outFeatures), this.p(x), hs[0]!.perm?.ptr ?? null, M, K, hs[0]!.groupSize),
+      "quant_matmul_many (4-bit)",
+    );
+    return ys;
+  }
+  /** quantMatmul(siluMul(g, u), w, bias): with at most 4 rows one GEMV launch that gates its input as it stages it */
+  quantMatmulGated(g: Tensor, u: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
+    const h = w.handle as QHandle;
+    const { inFeatures: K, outFeatures: N } = w.spec;
+    const n = sameSize("quantMatmulGated", g, u);
+    if (g.shape[g.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmulGated: g ${shapeStr(g.shape)} does not end in in_features ${K}`);
+    const M = n / K;
+    if (!h.fast || M > 4) {
+      const act = this.siluMul(g, u);
+      const y = this.quantMatmul(act, w, bias);
+      this.free(act);
+      return y;
+    }
+    const y = this.out([M, N]);
+    this.check(this.lib.gq_qm_matmul4_gated(this.p(y), this.p(g), this.p(u), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, bias ? this.p(bias) : null, M, K, N, h.groupSize), "quant_matmul_gated (4-bit)");
+    return y;
   }
   quantMatmul(x: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
     const h = w.handle as QHandle;

@@ -216,15 +216,29 @@ export class LlamaModel {
    * `ids.length / seqLen` independent sequences of seqLen tokens each.
    */
   hidden(ids: Int32Array, opts: { cache?: KVCache; seqLen?: number } = {}): Tensor {
-    const be = this.backend;
-    let x = be.embedding(ids, this.embed);
-    for (let i = 0; i < this.config.numLayers; i++) {
-      const y = layerForward(this, this.layer(i), x, opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length });
-      be.free(x);
-      x = y;
-    }
+    const x = this.layersFrom(this.backend.embedding(ids, this.embed), (i) => (opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length }));
     if (opts.cache) opts.cache.length += ids.length;
     return x;
+  }
+
+  /**
+   * Every layer from the embedded x (taken over): the hidden states, or with `finalNorm` their rmsNorm (each
+   * residual add fused with the norm after it where the backend can: layerStep)
+   */
+  layersFrom(x: Tensor, seq: (layer: number) => SeqOpts, finalNorm?: Tensor): Tensor {
+    const be = this.backend, n = this.config.numLayers;
+    let h: Tensor | null = null;
+    for (let i = 0; i < n; i++) {
+      const next = i + 1 < n ? this.layer(i + 1).inNorm : finalNorm;
+      const r = layerStep(this, this.layer(i), x, seq(i), h ?? undefined, next);
+      be.free(x);
+      x = r.x;
+      h = r.h;
+    }
+    if (!finalNorm) return x;
+    if (!h) h = be.rmsNorm(x, finalNorm, this.config.rmsNormEps); // no layers
+    be.free(x);
+    return h;
   }
 
   /** logits [T, V] */
@@ -233,9 +247,8 @@ export class LlamaModel {
     if (opts.cache && opts.cache.length + ids.length > opts.cache.maxLen) {
       throw new InvalidArgumentError(`sequence of ${opts.cache.length + ids.length} tokens exceeds the KV cache of ${opts.cache.maxLen}`);
     }
-    const x = this.hidden(ids, opts);
-    const h = be.rmsNorm(x, this.norm, this.config.rmsNormEps);
-    be.free(x);
+    const h = this.layersFrom(be.embedding(ids, this.embed), (i) => (opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length }), this.norm);
+    if (opts.cache) opts.cache.length += ids.length;
     const logits = be.matmul(h, this.lmHead);
     be.free(h);
     return logits;
@@ -268,35 +281,52 @@ export function linear(be: Backend, x: Tensor, l: Linear): Tensor {
   return l.q ? be.quantMatmul(x, l.q, l.bias) : be.matmul(x, l.w!, l.bias);
 }
 
+/** several linears of the same input (q/k/v, gate/up): one packed launch where the backend offers it */
+export function linears(be: Backend, x: Tensor, ls: Linear[]): Tensor[] {
+  if (be.quantMatmulMany && ls.every((l) => l.q)) return be.quantMatmulMany(x, ls.map((l) => l.q!), ls.map((l) => l.bias));
+  return ls.map((l) => linear(be, x, l));
+}
+
 /** through a KV cache (posTensor: the position is a device scalar read when the work runs), or independent sequences */
 export type SeqOpts = { cache: KVCache; layer: number; posTensor?: Tensor } | { seqLen: number };
 
-/** q, k, v with rope applied; k/v written to the cache when there is one */
-export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q: Tensor; k: Tensor; v: Tensor } {
+/**
+ * q, k, v with rope applied. Through a cache, on a backend with ropeWriteKV, k and v are also written to the
+ * cache here, in the same launch (`cached`); otherwise attend writes them.
+ */
+export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q: Tensor; k: Tensor; v: Tensor; cached?: boolean } {
   const be = m.backend, c = m.config;
   const posTensor = "cache" in o ? o.posTensor : undefined;
   const pos0 = "cache" in o && !posTensor ? o.cache.length : 0;
   const seqLen = "cache" in o ? undefined : o.seqLen;
-  const q = linear(be, h, L.q), k = linear(be, h, L.k), v = linear(be, h, L.v);
+  const [q, k, v] = linears(be, h, [L.q, L.k, L.v]) as [Tensor, Tensor, Tensor];
   const rope = { headDim: c.headDim, pos0, seqLen, invFreq: c.rope.invFreq, scale: c.rope.attentionScaling, posTensor };
+  if ("cache" in o && be.ropeWriteKV) {
+    be.ropeWriteKV(q, k, v, o.cache.k[o.layer]!, o.cache.v[o.layer]!, { ...rope, heads: c.numHeads, kvHeads: c.numKvHeads });
+    return { q, k, v, cached: true };
+  }
   be.rope(q, { ...rope, heads: c.numHeads });
   be.rope(k, { ...rope, heads: c.numKvHeads });
   return { q, k, v };
 }
 
 /** the attention output before o_proj: [T, heads·hd] */
-export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor }, o: SeqOpts): Tensor {
+export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor; cached?: boolean }, o: SeqOpts): Tensor {
   const be = m.backend, c = m.config;
   const a = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   if ("cache" in o) {
     const kc = o.cache.k[o.layer]!, vc = o.cache.v[o.layer]!;
     if (o.posTensor) {
-      be.writeRows(kc, t.k, 0, o.posTensor);
-      be.writeRows(vc, t.v, 0, o.posTensor);
+      if (!t.cached) {
+        be.writeRows(kc, t.k, 0, o.posTensor);
+        be.writeRows(vc, t.v, 0, o.posTensor);
+      }
       return be.attention(t.q, kc, vc, { ...a, pos0: 0, posTensor: o.posTensor });
     }
-    be.writeRows(kc, t.k, o.cache.length);
-    be.writeRows(vc, t.v, o.cache.length);
+    if (!t.cached) {
+      be.writeRows(kc, t.k, o.cache.length);
+      be.writeRows(vc, t.v, o.cache.length);
+    }
     return be.attention(t.q, kc, vc, { ...a, pos0: o.cache.length });
   }
   return be.attention(t.q, t.k, t.v, { ...a, pos0: 0, seqLen: o.seqLen });
@@ -304,28 +334,58 @@ export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor }, o:
 
 /** one decoder layer: x [T, H] -> x' [T, H] */
 export function layerForward(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts): Tensor {
-  const be = m.backend, c = m.config;
-  const h = be.rmsNorm(x, L.inNorm, c.rmsNormEps);
+  return layerStep(m, L, x, o).x;
+}
+
+/** sum = x + r and norm = rmsNorm(sum, w): one pass where the backend offers it (addRmsNorm) */
+export function addNorm(be: Backend, x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor } {
+  if (be.addRmsNorm) return be.addRmsNorm(x, r, w, eps);
+  const sum = be.add(x, r);
+  return { sum, norm: be.rmsNorm(sum, w, eps) };
+}
+
+/**
+ * One decoder layer, x [T, H] -> x' [T, H], with the norms fused into the residual adds before them: `hIn` is
+ * rmsNorm(x, L.inNorm) when the caller has it (from the layer before; taken over and freed), and with
+ * `next` (the next layer's input norm, or the final norm) the result also carries h = rmsNorm(x', next).
+ */
+export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: Tensor, next?: Tensor): { x: Tensor; h: Tensor | null } {
+  const be = m.backend, eps = m.config.rmsNormEps;
+  const h = hIn ?? be.rmsNorm(x, L.inNorm, eps);
   const t = qkv(m, L, h, o);
   be.free(h);
   const a = attend(m, t, o);
   be.free(t.q); be.free(t.k); be.free(t.v);
   const ao = linear(be, a, L.o);
   be.free(a);
-  const x2 = be.add(x, ao);
+  const { sum: x2, norm: h2 } = addNorm(be, x, ao, L.postNorm, eps);
   be.free(ao);
-  const y = mlp(m, L, x2);
-  const out = be.add(x2, y);
+  const y = mlpNormed(m, L, h2);
+  be.free(h2);
+  let out: Tensor, hn: Tensor | null = null;
+  if (next) ({ sum: out, norm: hn } = addNorm(be, x2, y, next, eps));
+  else out = be.add(x2, y);
   be.free(x2); be.free(y);
-  return out;
+  return { x: out, h: hn };
 }
 
 /** the MLP branch (without the residual): (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ with h = rmsNorm(x) */
 export function mlp(m: LlamaModel, L: LayerWeights, x: Tensor): Tensor {
+  const h = m.backend.rmsNorm(x, L.postNorm, m.config.rmsNormEps);
+  const y = mlpNormed(m, L, h);
+  m.backend.free(h);
+  return y;
+}
+
+/** the MLP branch from its normed input h */
+export function mlpNormed(m: LlamaModel, L: LayerWeights, h: Tensor): Tensor {
   const be = m.backend;
-  const h = be.rmsNorm(x, L.postNorm, m.config.rmsNormEps);
-  const g = linear(be, h, L.gate), u = linear(be, h, L.up);
-  be.free(h);
+  const [g, u] = linears(be, h, [L.gate, L.up]) as [Tensor, Tensor];
+  if (be.quantMatmulGated && L.down.q) {
+    const y = be.quantMatmulGated(g, u, L.down.q, L.down.bias);
+    be.free(g); be.free(u);
+    return y;
+  }
   const act = be.siluMul(g, u);
   be.free(g); be.free(u);
   const y = linear(be, act, L.down);
@@ -383,14 +443,7 @@ export class Decoder {
     const io = { tok: be.zeros([1], "i32"), pos: be.zeros([1], "i32"), logits: be.empty([1, c.vocabSize], "f32") };
     try {
       this.graph = be.graphs!.capture(() => {
-        let x = be.embedding(io.tok, m.embed);
-        for (let i = 0; i < c.numLayers; i++) {
-          const y = layerForward(m, m.layer(i), x, { cache, layer: i, posTensor: io.pos });
-          be.free(x);
-          x = y;
-        }
-        const h = be.rmsNorm(x, m.norm, c.rmsNormEps);
-        be.free(x);
+        const h = m.layersFrom(be.embedding(io.tok, m.embed), (i) => ({ cache, layer: i, posTensor: io.pos }), m.norm);
         const lg = be.matmul(h, m.lmHead);
         be.free(h);
         be.writeRows(io.logits, lg, 0);

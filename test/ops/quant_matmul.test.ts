@@ -21,12 +21,13 @@ function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Fl
 async function check(be: Backend, oracle?: Backend) {
   const r = rng();
   // shapes hit every path: generic (any width / shape); for 4 bits the repacked kernels (K % 16, N % 64,
-  // uniform groups; act-order as a permutation): the GEMV with groups of 1, 2, 3 and 8+ k16 steps (group
-  // sizes 16, 32, 48, 128, 512) and the tensor-core kernel; and the dequantize + GEMM path (large M)
+  // uniform groups; act-order as a permutation): the GEMV (1-4 rows) with groups of 1, 2, 3 and 8+ k16 steps
+  // (group sizes 16, 32, 48, 128, 512) and the tensor-core kernel (5-64 rows); and the dequantize + GEMM path
+  // (large M)
   for (const bits of [2, 3, 4, 8]) for (const [K, N, gs] of [[32, 32, 32], [96, 160, 32], [416, 96, 128], [256, 32, 256], [128, 64, 32], [256, 192, 128], [512, 128, 512], [192, 64, 48], [64, 128, 16]] as const) {
     for (const actOrder of [false, true]) {
       const c = randomQuant(r, bits, K, N, gs, actOrder, bits !== 8);
-      for (const M of [1, 3, 16, 127]) {
+      for (const M of [1, 3, 7, 16, 127]) {
         const x = randn(M * K, r);
         const bias = M === 3 ? randn(N, r) : null;
         const run = async (B: Backend) => {
@@ -46,7 +47,7 @@ async function checkMagnitudes(be: Backend, oracle: Backend) {
   const [K, N, gs] = [1024, 192, 128];
   for (const actOrder of [false, true]) {
     const c = randomQuant(r, 4, K, N, gs, actOrder, true);
-    for (const M of [1, 2, 4]) for (const mag of [1e-6, 1e-3, 30, 3e4]) for (const outlier of [false, true]) {
+    for (const M of [1, 2, 4, 9]) for (const mag of [1e-6, 1e-3, 30, 3e4]) for (const outlier of [false, true]) {
       const x = randn(M * K, r).map((v) => v * mag);
       if (outlier) for (let m = 0; m < M; m++) x[m * K + 5] = 2000 * mag;
       const run = async (B: Backend) => dl(B.quantMatmul(B.upload(x, [M, K], "f32"), B.prepareQuantWeight(c.spec)));
@@ -55,8 +56,64 @@ async function checkMagnitudes(be: Backend, oracle: Backend) {
   }
 }
 
+/**
+ * quantMatmulMany (CUDA: one GEMV launch over the columns of several weights sharing x) against one
+ * quantMatmul each on the same backend and against the CPU backend; outputs are fresh tensors (poisoned),
+ * so a chunk the launch skips shows. Widths not all equal, optional biases, act-order with a shared
+ * permutation (one launch) and with different permutations (one call each), and M > 4 (one call each).
+ */
+async function checkMany(be: Backend, oracle: Backend) {
+  const r = rng();
+  for (const [K, Ns, gs, actOrder] of [[256, [192, 64, 64], 128, false], [1024, [128, 320], 32, false], [384, [64, 128, 192], 48, true], [64, [64], 16, false]] as const) {
+    const cs = Ns.map((N) => randomQuant(r, 4, K, N, gs, actOrder, true));
+    for (const shared of actOrder ? [true, false] : [true]) {
+      if (shared) for (const c of cs) c.spec.gIdx = cs[0]!.spec.gIdx;
+      for (const M of [1, 2, 3, 5, 16, 17]) {
+        const x = randn(M * K, r);
+        const bs = Ns.map((N, i) => (i === 1 ? randn(N, r) : null));
+        const run = async (B: Backend, many: boolean) => {
+          const ws = cs.map((c) => B.prepareQuantWeight(c.spec));
+          const xt = B.upload(x, [M, K], "f32");
+          const bt = bs.map((b) => (b ? B.upload(b, [b.length], "f32") : undefined));
+          const ys = many ? B.quantMatmulMany!(xt, ws, bt) : ws.map((w, i) => B.quantMatmul(xt, w, bt[i]));
+          const out = [];
+          for (const y of ys) out.push(await dl(y));
+          for (const w of ws) B.free(w);
+          return out;
+        };
+        const [got, sep, want] = [await run(be, true), await run(be, false), await run(oracle, false)];
+        got.forEach((g, i) => {
+          const what = `quantMatmulMany weight ${i} of ${Ns.length} M=${M} K=${K} N=${Ns[i]} gs=${gs} act=${actOrder} shared=${shared}`;
+          expectClose(g, sep[i]!, 2e-3, `${what} vs separate calls`);
+          expectClose(g, want[i]!, 2e-3, `${what} vs cpu`);
+        });
+      }
+    }
+  }
+}
+
+/** quantMatmulGated (CUDA: the GEMV gates its input, silu(g)·u, as it stages it) against siluMul + quantMatmul on the CPU */
+async function checkGated(be: Backend, oracle: Backend) {
+  const r = rng();
+  for (const [K, N, gs, actOrder] of [[256, 192, 128, false], [1024, 64, 32, true], [96, 128, 48, false], [4128, 64, 32, false]] as const) {
+    const c = randomQuant(r, 4, K, N, gs, actOrder, true);
+    for (const M of [1, 2, 3, 5]) {
+      const g = randn(M * K, r, 3), u = randn(M * K, r), bias = M === 3 ? randn(N, r) : null;
+      const run = (B: Backend, fused: boolean) => {
+        const w = B.prepareQuantWeight(c.spec);
+        const [gt, ut] = [B.upload(g, [M, K], "f32"), B.upload(u, [M, K], "f32")];
+        const bt = bias ? B.upload(bias, [N], "f32") : undefined;
+        return dl(fused ? B.quantMatmulGated!(gt, ut, w, bt) : B.quantMatmul(B.siluMul(gt, ut), w, bt));
+      };
+      expectClose(await run(be, true), await run(oracle, false), 2e-3, `quantMatmulGated M=${M} K=${K} N=${N} gs=${gs} act=${actOrder}`);
+    }
+  }
+}
+
 describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
   eachGpuBackend("vs cpu (every shader variant)", (be, c) => eachShaderVariant(be, () => check(be, c)));
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
+  eachGpuBackend("several weights sharing x in one launch (quantMatmulMany)", (be, c) => checkMany(be, c), 300_000, "quantMatmulMany");
+  eachGpuBackend("the MLP gate fused into the matmul (quantMatmulGated)", (be, c) => checkGated(be, c), 300_000, "quantMatmulGated");
 });

@@ -36,3 +36,18 @@ describe("rms_norm", () => {
     for (let i = 0; i < got.length; i++) if (!(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)))) throw new Error(`rmsNorm T=${T}: element ${i}: ${got[i]} vs ${want[i]}`);
   });
 });
+
+// add_rms_norm: sum = x + r [T,H], norm = rmsNorm(sum, w) in one pass, against the CPU backend's add then rmsNorm
+describe("add_rms_norm", () => {
+  eachGpuBackend("vs cpu add + rmsNorm", async (be, c) => {
+    const r = rng();
+    for (const T of AWKWARD) for (const H of [1, 3, 64, 127, 4096, 5000]) {
+      const x = randn(T * H, r), res = randn(T * H, r), w = randn(H, r);
+      const got = be.addRmsNorm!(be.upload(x, [T, H], "f32"), be.upload(res, [T, H], "f32"), be.upload(w, [H], "f32"), 1e-5);
+      const sum = c.add(c.upload(x, [T, H], "f32"), c.upload(res, [T, H], "f32"));
+      const norm = c.rmsNorm(sum, c.upload(w, [H], "f32"), 1e-5);
+      expectClose(await dl(got.sum), await dl(sum), 1e-6, `addRmsNorm sum T=${T} H=${H}`);
+      expectClose(await dl(got.norm), await dl(norm), 1e-5, `addRmsNorm norm T=${T} H=${H}`);
+    }
+  }, 300_000, "addRmsNorm");
+});

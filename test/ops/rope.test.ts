@@ -51,3 +51,32 @@ describe("rope", () => {
   test("cpu vs transformers' rotate_half formula", async () => check(await cpu()));
   eachGpuBackend("vs cpu", (be, c) => check(be, c));
 });
+
+// rope_kv: rope on q and k, then k and v into rows pos0 (+ device position) + t of the caches, in one launch;
+// against the CPU backend's two ropes and two writeRows. Cache rows outside those written stay as they were.
+describe("rope_kv (ropeWriteKV)", () => {
+  eachGpuBackend("vs cpu rope + writeRows", async (be, c) => {
+    const r = rng();
+    for (const T of [1, 3, 127]) for (const [heads, kvHeads, hd] of [[4, 2, 8], [3, 3, 6], [8, 1, 128]] as const) for (const pos0 of [0, 5]) for (const dev of [false, true]) {
+      const rows = pos0 + T + 3, C = kvHeads * hd;
+      const inv = computeInvFreq(hd, 10000, {}, 2048).invFreq;
+      const q = randn(T * heads * hd, r), k = randn(T * C, r), v = randn(T * C, r), kc = randn(rows * C, r), vc = randn(rows * C, r);
+      const run = async (B: Backend, fused: boolean) => {
+        const [qt, kt, vt] = [B.upload(q, [T, heads * hd], "f32"), B.upload(k, [T, C], "f32"), B.upload(v, [T, C], "f32")];
+        const [kct, vct] = [B.upload(kc, [rows, C], "f32"), B.upload(vc, [rows, C], "f32")];
+        const posTensor = dev ? B.upload(Int32Array.of(pos0), [1], "i32") : undefined;
+        const o = { headDim: hd, pos0: dev ? 0 : pos0, invFreq: inv, scale: 1, posTensor };
+        if (fused) B.ropeWriteKV!(qt, kt, vt, kct, vct, { ...o, heads, kvHeads });
+        else {
+          B.rope(qt, { ...o, heads });
+          B.rope(kt, { ...o, heads: kvHeads });
+          B.writeRows(kct, kt, o.pos0, posTensor);
+          B.writeRows(vct, vt, o.pos0, posTensor);
+        }
+        return Promise.all([qt, kt, kct, vct].map((t) => dl(t)));
+      };
+      const [got, want] = [await run(be, true), await run(c, false)];
+      ["q", "k", "kCache", "vCache"].forEach((n, i) => expectClose(got[i]!, want[i]!, 1e-5, `ropeWriteKV ${n} T=${T} heads=${heads}/${kvHeads} hd=${hd} pos0=${pos0} device position=${dev}`));
+    }
+  }, 300_000, "ropeWriteKV");
+});
