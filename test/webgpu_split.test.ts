@@ -182,18 +182,30 @@ d(`webgpu: tensors above the binding limit (limited to ${LIMIT} bytes)${be ? "" 
     }
   });
 
+  test("2/3/8-bit packed weights above the limit (windows of whole words of inputs) agree with cpu: the generic kernel and the dequantize path", async () => {
+    const r = rng();
+    for (const [bits, K, N, gs, act] of [[8, 256, 320, 32, false], [3, 224, 1024, 128, true], [2, 240, 1152, 40, false]] as const) {
+      const q = randomQuant(r, bits, K, N, gs, act, true); // qweight 80, 84 and 68 KiB: two windows each at 64 KiB
+      for (const M of [1, 5, 17]) {
+        const x = randn(M * K, r), b = randn(N, r);
+        const run = async (B: Backend) => dl(B.quantMatmul(up(B, x, [M, K]), B.prepareQuantWeight(q.spec), up(B, b, [N])));
+        expectClose(await run(be!), await run(c), 2e-5, `${bits}-bit quantMatmul M=${M} K=${K} N=${N} gs=${gs} act-order=${act}`);
+      }
+    }
+  });
+
   test("an op that does not split names itself and the limit", () => {
-    // the generic any-width kernel (here 8-bit, M <= 16) binds its packed weight (128 KiB) whole
-    const q = randomQuant(rng(), 8, 256, 512, 128, false, false);
+    // the group parameters are bound whole: 16 groups x 1280 columns of scales are 80 KiB
+    const q = randomQuant(rng(), 8, 512, 1280, 32, false, false);
     let err: unknown;
     try {
       const w = be!.prepareQuantWeight(q.spec);
-      be!.quantMatmul(be!.upload(new Float32Array(256), [1, 256], "f32"), w);
+      be!.quantMatmul(be!.upload(new Float32Array(512), [1, 512], "f32"), w);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(UnsupportedOpError);
-    expect(String(err)).toMatch(/webgpu quant_matmul: a tensor of 128\.0 KiB exceeds .* storage binding limit .* does not split/);
+    expect(String(err)).toMatch(/webgpu quant_matmul: a tensor of 80\.0 KiB exceeds .* storage binding limit .* does not split/);
   });
 
   const model = join(DATA, "gutenberg-llama-16m"), text = join(DATA, "gutenberg", "eval.txt");

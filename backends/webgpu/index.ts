@@ -780,7 +780,7 @@ export class WebGpuBackend implements Backend {
     };
     const qz = this.hostBuf(s.qzeros, "qzeros");
     const g = this.grid(G * N, 256);
-    this.run("quant_matmul", "unpack_zeros", [this.dummy, qz.buf, this.dummy, h.zeros.buf, this.dummy, this.dummy, this.dummy], [0, K, N, bits, G, s.zeroOffset, 0, g.nx], g.groups);
+    this.run("quant_matmul", "unpack_zeros", [this.dummy, qz.buf, this.dummy, h.zeros.buf, this.dummy, this.dummy, this.dummy], [0, K, N, bits, G, s.zeroOffset, 0, g.nx, 0, 0, 0, 0, 0, 0], g.groups);
     this.release(qz);
     // the 4-bit path needs inputs sorted into contiguous groups of gs (a multiple of 8): true as stored, or after
     // a row permutation (act-order), which x then follows through `perm`
@@ -835,19 +835,45 @@ export class WebGpuBackend implements Backend {
         }
       }
     } else if (M > 16) {
-      // W dequantized in chunks of outputs that fit one binding (all of it when it fits), each then a GEMM
+      // W dequantized in chunks of outputs that fit one binding (all of it when it fits), the packed weight read
+      // in windows of inputs when it exceeds one (kWindows), each chunk then a GEMM
       const nc = N * K * 4 <= this.maxBinding ? N : Math.max(64, Math.floor(this.maxBinding / (K * 4) / 64) * 64);
       const wd = this.alloc(Math.min(nc, N) * K * 4, "dequantized weight", true);
+      const wins = this.kWindows(h.qweight.buf, K, N, bits);
       for (let n0 = 0; n0 < N; n0 += nc) {
-        const c = Math.min(nc, N - n0), g = this.grid(K * c, 256);
-        this.run("quant_matmul", "dequant", [this.dummy, h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, wd.buf], [...base(g.nx), n0, c], g.groups);
+        const c = Math.min(nc, N - n0);
+        for (const w of wins) {
+          const g = this.grid((w.k1 - w.k0) * c, 256);
+          this.run("quant_matmul", "dequant", [this.dummy, w.bind, h.scales.buf, h.zeros.buf, h.gIdx.buf, this.dummy, wd.buf], [...base(g.nx), n0, c, w.k0, w.k1, w.base, 0], g.groups);
+        }
         this.gemm({ M, N: c, K, A: this.b(x), sam: K, sak: 1, B: wd.buf, sbk: 1, sbn: K, C: this.b(y), cOff: n0, ldc: N, bias: bias ? bb : undefined, biasOff: n0 });
       }
       this.release(wd);
     } else {
-      this.run("quant_matmul", "generic", [this.b(x), h.qweight.buf, h.scales.buf, h.zeros.buf, h.gIdx.buf, bb, this.b(y)], base(), [Math.ceil(N / 64), M]);
+      // windows of the packed weight when it exceeds one binding: the first writes y (+ bias), the rest add
+      for (const w of this.kWindows(h.qweight.buf, K, N, bits)) {
+        this.run("quant_matmul", "generic", [this.b(x), w.bind, h.scales.buf, h.zeros.buf, h.gIdx.buf, bb, this.b(y)], [...base(), 0, N, w.k0, w.k1, w.base, w.k0 > 0 ? 1 : 0], [Math.ceil(N / 64), M]);
+      }
     }
     return y;
+  }
+  /**
+   * The packed weight [K·bits/32, N] u32 in windows of whole 32-input slabs (each column's bit stream in whole
+   * words), each within one storage binding: inputs [k0, k1), the binding, and the index of its first word in
+   * the whole weight. One window (all of it) when it fits.
+   */
+  private kWindows(q: GPUBuffer, K: number, N: number, bits: number): { k0: number; k1: number; bind: Bind; base: number }[] {
+    if (q.size <= this.maxBinding) return [{ k0: 0, k1: K, bind: q, base: 0 }];
+    const slab = bits * N * 4; // bytes of 32 inputs
+    const per = Math.floor((this.maxBinding - this.align) / slab);
+    if (per < 1) throw new UnsupportedOpError(`webgpu quant_matmul: 32 inputs of ${N} ${bits}-bit columns (${MiB(slab)}) exceed the storage binding limit (${MiB(this.maxBinding)})`);
+    const out: { k0: number; k1: number; bind: Bind; base: number }[] = [];
+    for (let k0 = 0; k0 < K; k0 += per * 32) {
+      const k1 = Math.min(K, k0 + per * 32), w0 = (k0 / 32) * bits, w1 = Math.ceil((k1 * bits) / 32);
+      const v = this.view(q, w0 * N, (w1 - w0) * N);
+      out.push({ k0, k1, bind: v.bind, base: v.base });
+    }
+    return out;
   }
 
   /**
