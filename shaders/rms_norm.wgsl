@@ -1,9 +1,13 @@
 // rms_norm: x [T, H], w [H] -> out = x · rsqrt(mean(x²) + eps) · w; one workgroup per row
+//   main      out = rms_norm(x)
+//   add_main  sum = x + r, out = rms_norm(sum) (the residual add fused into the next norm)
 struct P { H: u32, eps: f32, nx: u32, rows: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
+@group(0) @binding(3) var<storage, read> r: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sum: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
 var<workgroup> red: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
@@ -12,12 +16,30 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let base = row * p.H;
   var ss = 0.0;
   for (var i = l.x; i < p.H; i += 256u) { let v = x[base + i]; ss += v * v; }
-  red[l.x] = ss;
+  norm_row(base, ss, l.x, false);
+}
+@compute @workgroup_size(256)
+fn add_main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * p.nx;
+  if (row >= p.rows) { return; }
+  let base = row * p.H;
+  var ss = 0.0;
+  for (var i = l.x; i < p.H; i += 256u) { let v = x[base + i] + r[base + i]; sum[base + i] = v; ss += v * v; }
+  norm_row(base, ss, l.x, true);
+}
+// the workgroup's sum of squares, then the scaled row (of sum when `added`: each invocation reads back
+// only the elements it wrote)
+fn norm_row(base: u32, ss: f32, lx: u32, added: bool) {
+  red[lx] = ss;
   workgroupBarrier();
   for (var s = 128u; s > 0u; s >>= 1u) {
-    if (l.x < s) { red[l.x] += red[l.x + s]; }
+    if (lx < s) { red[lx] += red[lx + s]; }
     workgroupBarrier();
   }
-  let r = 1.0 / sqrt(red[0] / f32(p.H) + p.eps);
-  for (var i = l.x; i < p.H; i += 256u) { out[base + i] = (x[base + i] * r) * w[i]; }
+  let rs = 1.0 / sqrt(red[0] / f32(p.H) + p.eps);
+  for (var i = lx; i < p.H; i += 256u) {
+    var v: f32;
+    if (added) { v = sum[base + i]; } else { v = x[base + i]; }
+    out[base + i] = (v * rs) * w[i];
+  }
 }

@@ -58,7 +58,7 @@ d(`webgpu: tensors above the binding limit (limited to ${LIMIT} bytes)${be ? "" 
     }
   });
 
-  test("row-wise and element-wise ops (rmsNorm, add, siluMul, logSoftmax, nll, copy, diagonal, embedding) agree with cpu", async () => {
+  test("row-wise and element-wise ops (rmsNorm, add, addRmsNorm, siluMul, logSoftmax, nll, copy, diagonal, embedding) agree with cpu", async () => {
     const r = rng();
     const [T, H, V] = [200, 129, 1000];
     const x = randn(T * H, r), y = randn(T * H, r), w = randn(H, r), logits = randn(T * V, r, 3), table = randn(V * H, r);
@@ -68,6 +68,12 @@ d(`webgpu: tensors above the binding limit (limited to ${LIMIT} bytes)${be ? "" 
     const ops: [string, (B: Backend) => Promise<ArrayLike<number>>][] = [
       ["rmsNorm", (B) => dl(B.rmsNorm(up(B, x, [T, H]), up(B, w, [H]), 1e-5))],
       ["add", (B) => dl(B.add(up(B, x, [T, H]), up(B, y, [T, H])))],
+      // addRmsNorm on webgpu, against add then rmsNorm on the cpu: both outputs
+      ["addRmsNorm", async (B) => {
+        const [xt, yt, wt] = [up(B, x, [T, H]), up(B, y, [T, H]), up(B, w, [H])];
+        const { sum, norm } = B.addRmsNorm ? B.addRmsNorm(xt, yt, wt, 1e-5) : { sum: B.add(xt, yt), norm: B.rmsNorm(B.add(xt, yt), wt, 1e-5) };
+        return [...(await dl(sum)), ...(await dl(norm))];
+      }],
       ["siluMul", (B) => dl(B.siluMul(up(B, x, [T, H]), up(B, y, [T, H])))],
       ["logSoftmax", (B) => dl(B.logSoftmax(up(B, logits, [T, V])))],
       ["nll", (B) => B.nll(up(B, logits, [T, V]), targets)],

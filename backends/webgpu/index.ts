@@ -510,9 +510,21 @@ export class WebGpuBackend implements Backend {
     const y = this.out([T, H]);
     for (const [r0, r1] of this.spans(T, [H * 4])) {
       const g = this.grid(r1 - r0, 1);
-      this.run("rms_norm", "main", [this.win(this.b(x), r0 * H, (r1 - r0) * H).bind, this.b(w), this.win(this.b(y), r0 * H, (r1 - r0) * H).bind], [H, { f: eps }, g.nx, r1 - r0], g.groups);
+      this.run("rms_norm", "main", [this.win(this.b(x), r0 * H, (r1 - r0) * H).bind, this.b(w), this.win(this.b(y), r0 * H, (r1 - r0) * H).bind, this.dummy, this.dummy], [H, { f: eps }, g.nx, r1 - r0], g.groups);
     }
     return y;
+  }
+  /** sum = x + r, norm = rmsNorm(sum, w): one dispatch per span of rows instead of two */
+  addRmsNorm(x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor } {
+    const H = x.shape[x.shape.length - 1]!;
+    const T = numel(x.shape) / H;
+    sameSize("addRmsNorm", x, r);
+    const sum = this.out([T, H]), norm = this.out([T, H]);
+    for (const [r0, r1] of this.spans(T, [H * 4])) {
+      const g = this.grid(r1 - r0, 1), rows = (t: Tensor) => this.win(this.b(t), r0 * H, (r1 - r0) * H).bind;
+      this.run("rms_norm", "add_main", [rows(x), this.b(w), rows(norm), rows(r), rows(sum)], [H, { f: eps }, g.nx, r1 - r0], g.groups);
+    }
+    return { sum, norm };
   }
   rope(x: Tensor, o: RopeOpts): void {
     if (o.posTensor) throw new UnsupportedOpError("webgpu rope: device positions (posTensor) need graph support, which this backend does not have");
