@@ -369,15 +369,7 @@ export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts,
   return { x: out, h: hn };
 }
 
-/** the MLP branch (without the residual): (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ with h = rmsNorm(x) */
-export function mlp(m: LlamaModel, L: LayerWeights, x: Tensor): Tensor {
-  const h = m.backend.rmsNorm(x, L.postNorm, m.config.rmsNormEps);
-  const y = mlpNormed(m, L, h);
-  m.backend.free(h);
-  return y;
-}
-
-/** the MLP branch from its normed input h */
+/** the MLP branch (without the residual) from its normed input h = rmsNorm(x): (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ */
 export function mlpNormed(m: LlamaModel, L: LayerWeights, h: Tensor): Tensor {
   const be = m.backend;
   const [g, u] = linears(be, h, [L.gate, L.up]) as [Tensor, Tensor];
