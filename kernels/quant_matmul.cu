@@ -553,16 +553,21 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       if (t == 0) red[(warp * MR + m) * 64 + i * 8 + gid] = v;
     }
   __syncthreads();
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
-  if (cluster) {  // the chunk's k ranges are one cluster: block sums in shared memory, rank 0 adds them up
-    float* bsum = red + QV_WARPS * MR * 64;
-    for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
-      const int m = i / 64, col = i % 64;
-      float v = 0.f;
+  // the block's sums of column chunk c: y (ksplit = 1), the cluster's shared memory (bsum), or partial sums
+  // that the last block of the chunk adds up
+  float* bsum = red + QV_WARPS * MR * 64;
+  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+    const int m = i / 64, col = i % 64;
+    float v = 0.f;
 #pragma unroll
-      for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
-      bsum[i] = v;
-    }
+    for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
+    const long long n = (long long)c * 64 + col;
+    if (cluster) bsum[i] = v;
+    else if (ksplit == 1) y[(long long)m * N + n] = v + (bias ? bias[n] : 0.f);
+    else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
+  }
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+  if (cluster) {  // the chunk's k ranges are one cluster: rank 0 adds the blocks' sums up
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
     if (cl.block_rank() == 0) {
@@ -579,16 +584,6 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     return;
   }
 #endif
-  // column chunk c: y (ksplit = 1) or this block's partial sums; the last block of the chunk adds them up
-  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
-    const int m = i / 64, col = i % 64;
-    float v = 0.f;
-#pragma unroll
-    for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
-    const long long n = (long long)c * 64 + col;
-    if (ksplit == 1) y[(long long)m * N + n] = v + (bias ? bias[n] : 0.f);
-    else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
-  }
   if (ksplit == 1) return;
   __threadfence();
   __syncthreads();
@@ -650,6 +645,15 @@ int gq_qm_repack4(unsigned int* packed, unsigned int* sz, const int* qweight, co
   repack4_sz_kernel<<<blocks_for((long long)G * N, 256), 256, 0, gq::stream>>>(sz, scales, zeros, G, N);
   GQ_LAUNCHED("repack4");
   return GQ_OK;
+}
+// the GEMV arguments for one weight (u: gated input, see QvArgs)
+static QvArgs one_weight(float* y, const unsigned int* packed, const unsigned int* sz, const float* bias, int N, const float* u) {
+  QvArgs a = {};
+  a.s[0] = QvSeg{y, reinterpret_cast<const uint4*>(packed), sz, bias, N, 0};
+  a.count = 1;
+  a.ntot = N;
+  a.u = u;
+  return a;
 }
 // the GEMV (M <= 4) over one or more weights sharing x (see QvArgs)
 static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, int K, int gs) {
@@ -715,11 +719,8 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   // programmatic dependent launch on sm_90+ (GPTQ_PDL=0: off)
   static int pdl = -1;
   if (pdl < 0) {
-    int dev = 0, major = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     const char* env = getenv("GPTQ_PDL");
-    pdl = major >= 9 && !(env && env[0] == '0');
+    pdl = cc_major() >= 9 && !(env && env[0] == '0');
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(N64, ksplit);
@@ -755,13 +756,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     opted = true;
   }
   const int N64 = N / 64, K16 = K / 16;
-  if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) {
-    QvArgs a = {};
-    a.s[0] = QvSeg{y, reinterpret_cast<const uint4*>(packed), sz, bias, N, 0};
-    a.count = 1;
-    a.ntot = N;
-    return launch_gemv(a, x, perm, M, K, gs);
-  }
+  if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) return launch_gemv(one_weight(y, packed, sz, bias, N, nullptr), x, perm, M, K, gs);
   if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
   for (int m0 = 0; m0 < M; m0 += 32) {
     const int mm = M - m0 < 32 ? M - m0 : 32;
@@ -809,12 +804,7 @@ int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_gated: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1 && M <= 4, "matmul4_gated: M = %d (the GEMV takes 1 to 4 rows)", M);
-  QvArgs a = {};
-  a.s[0] = QvSeg{y, reinterpret_cast<const uint4*>(packed), sz, bias, N, 0};
-  a.count = 1;
-  a.ntot = N;
-  a.u = u;
-  return launch_gemv(a, g, perm, M, K, gs);
+  return launch_gemv(one_weight(y, packed, sz, bias, N, u), g, perm, M, K, gs);
 }
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros, const int* g_idx, const float* bias, int M, int K, int N, int bits) {
   GQ_CHECK_INIT();

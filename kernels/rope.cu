@@ -2,6 +2,16 @@
 // pos_dev (device int, may be null) is read when the kernel runs, so a captured graph can be replayed at new positions.
 #include "common.cuh"
 
+// the pair (b[i], b[i + half]) of one head rotated by angle pos · inv_freq[i] (cos and sin times scale)
+__device__ __forceinline__ float2 rope_pair(const float* b, int i, int half, float pos, const float* inv_freq, float scale) {
+  float s, c;
+  sincosf(pos * inv_freq[i], &s, &c);
+  c *= scale;
+  s *= scale;
+  const float x1 = b[i], x2 = b[i + half];
+  return make_float2(x1 * c - x2 * s, x2 * c + x1 * s);
+}
+
 __global__ void rope_kernel(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale) {
   int half = hd / 2;
   long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;  // over T·heads·half
@@ -9,16 +19,10 @@ __global__ void rope_kernel(float* x, const float* inv_freq, int T, int heads, i
   int i = idx % half;
   long long th = idx / half;
   int t = th / heads, h = th % heads;
-  float p = (float)(pos0 + (pos_dev ? *pos_dev : 0) + t % seq_len);
-  float a = p * inv_freq[i];
-  float s, c;
-  sincosf(a, &s, &c);
-  c *= scale;
-  s *= scale;
   float* b = x + (long long)t * heads * hd + (long long)h * hd;
-  float x1 = b[i], x2 = b[i + half];
-  b[i] = x1 * c - x2 * s;
-  b[i + half] = x2 * c + x1 * s;
+  const float2 r = rope_pair(b, i, half, (float)(pos0 + (pos_dev ? *pos_dev : 0) + t % seq_len), inv_freq, scale);
+  b[i] = r.x;
+  b[i + half] = r.y;
 }
 
 extern "C" int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale) {
@@ -43,20 +47,14 @@ __global__ void rope_kv_kernel(float* q, float* k, const float* v, float* kc, fl
     const int i = idx % half;
     const long long th = idx / half;
     const int t = th / nh, hh = th % nh;
-    const float a = (float)(p0 + t) * inv_freq[i];
-    float s, c;
-    sincosf(a, &s, &c);
-    c *= scale;
-    s *= scale;
     float* b = hh < heads ? q + (long long)t * heads * hd + (long long)hh * hd : k + (long long)t * KC + (long long)(hh - heads) * hd;
-    const float x1 = b[i], x2 = b[i + half];
-    const float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
-    b[i] = y1;
-    b[i + half] = y2;
+    const float2 r = rope_pair(b, i, half, (float)(p0 + t), inv_freq, scale);
+    b[i] = r.x;
+    b[i + half] = r.y;
     if (hh >= heads && p0 + t >= 0 && p0 + t < rows) {
       float* d = kc + (long long)(p0 + t) * KC + (long long)(hh - heads) * hd;
-      d[i] = y1;
-      d[i + half] = y2;
+      d[i] = r.x;
+      d[i + half] = r.y;
     }
   } else if (idx < nr + nv) {
     const long long j = idx - nr;

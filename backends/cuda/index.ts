@@ -228,8 +228,7 @@ export class CudaBackend implements Backend {
   }
   addRmsNorm(x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor } {
     const H = x.shape[x.shape.length - 1]!;
-    const T = numel(x.shape) / H;
-    if (numel(r.shape) !== T * H) throw new InvalidArgumentError(`addRmsNorm: r ${shapeStr(r.shape)} does not match x ${shapeStr(x.shape)}`);
+    const T = sameSize("addRmsNorm", x, r) / H;
     const sum = this.out([T, H]), norm = this.out([T, H]);
     this.check(this.lib.gq_add_rms_norm(this.p(sum), this.p(norm), this.p(x), this.p(r), this.p(w), T, H, eps), "add_rms_norm");
     return { sum, norm };

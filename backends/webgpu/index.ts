@@ -517,8 +517,7 @@ export class WebGpuBackend implements Backend {
   /** sum = x + r, norm = rmsNorm(sum, w): one dispatch per span of rows instead of two */
   addRmsNorm(x: Tensor, r: Tensor, w: Tensor, eps: number): { sum: Tensor; norm: Tensor } {
     const H = x.shape[x.shape.length - 1]!;
-    const T = numel(x.shape) / H;
-    sameSize("addRmsNorm", x, r);
+    const T = sameSize("addRmsNorm", x, r) / H;
     const sum = this.out([T, H]), norm = this.out([T, H]);
     for (const [r0, r1] of this.spans(T, [H * 4])) {
       const g = this.grid(r1 - r0, 1), rows = (t: Tensor) => this.win(this.b(t), r0 * H, (r1 - r0) * H).bind;

@@ -216,8 +216,14 @@ export class LlamaModel {
    * `ids.length / seqLen` independent sequences of seqLen tokens each.
    */
   hidden(ids: Int32Array, opts: { cache?: KVCache; seqLen?: number } = {}): Tensor {
-    const x = this.layersFrom(this.backend.embedding(ids, this.embed), (i) => (opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length }));
-    if (opts.cache) opts.cache.length += ids.length;
+    return this.pass(ids, opts);
+  }
+
+  /** embedding, every layer (and finalNorm), the cache advanced past ids */
+  private pass(ids: Int32Array, opts: { cache?: KVCache; seqLen?: number }, finalNorm?: Tensor): Tensor {
+    const cache = opts.cache;
+    const x = this.layersFrom(this.backend.embedding(ids, this.embed), (i) => (cache ? { cache, layer: i } : { seqLen: opts.seqLen ?? ids.length }), finalNorm);
+    if (cache) cache.length += ids.length;
     return x;
   }
 
@@ -247,8 +253,7 @@ export class LlamaModel {
     if (opts.cache && opts.cache.length + ids.length > opts.cache.maxLen) {
       throw new InvalidArgumentError(`sequence of ${opts.cache.length + ids.length} tokens exceeds the KV cache of ${opts.cache.maxLen}`);
     }
-    const h = this.layersFrom(be.embedding(ids, this.embed), (i) => (opts.cache ? { cache: opts.cache, layer: i } : { seqLen: opts.seqLen ?? ids.length }), this.norm);
-    if (opts.cache) opts.cache.length += ids.length;
+    const h = this.pass(ids, opts, this.norm);
     const logits = be.matmul(h, this.lmHead);
     be.free(h);
     return logits;
