@@ -5,7 +5,8 @@
 #   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
 #   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, mma at M = 16)
-#   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128)
+#   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128;
+#              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b)
 #   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
@@ -14,7 +15,8 @@
 #              in the same run: its op tests and end-to-end checks, then the matmul benchmark A, B, A, B
 #   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
 #              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
-#              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW; SWEEP_KNOBS overrides the list)
+#              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
+#              overrides the list, "A=1,B=2" sets two at once); decode7b likewise over DECODE_KNOBS
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
@@ -67,7 +69,7 @@ for s in $stages; do
     log quant7b: generating weights
     python3 bench/make_llama7b.py $T/llama7b $T/data/../gutenberg-2l 2>&1 | tail -2
     log quant7b: quantizing
-    GPTQ_PROFILE=${GPTQ_PROFILE-1} GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 128 --seqlen 2048 --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
+    GPTQ_PROFILE=${GPTQ_PROFILE-1} GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw ${QUANT7B_ARGS:---nsamples 128 --seqlen 2048} --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
     grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21
     grep -E "^profile layer (1|2|16|32):" "$OUT/quant7b.log" ;;
   decode7b)
@@ -79,6 +81,9 @@ for s in $stages; do
       [ -f $Q/config.json ] || GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --method rtn --backend cuda --out $Q | tail -1
     fi
     bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee "$OUT/decode.txt"
+    for k in ${DECODE_KNOBS:-}; do  # launch knobs (as in sweep: a,b sets both) on the same model, same run
+      echo "-- $k"; env ${k//,/ } bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee -a "$OUT/decode.txt"
+    done
     for lib in build/sweep/*.so; do  # the sweep's libraries (if unpacked) on the same model, same run
       [ -f "$lib" ] || continue
       echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee -a "$OUT/decode.txt"
@@ -133,8 +138,8 @@ PY
       [ -f "$lib" ] || continue
       echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done
-    for k in ${SWEEP_KNOBS:-GPTQ_QV_WAVES=2 GPTQ_QV_WAVES=0.5 GPTQ_QV_MINSPW=4 GPTQ_QV_MINSPW=16}; do
-      echo "-- $k"; env $k bun gptq.ts bench matmul --backend cuda --m 1 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
+    for k in ${SWEEP_KNOBS:-GPTQ_QV_WAVES=2 GPTQ_QV_WAVES=0.5 GPTQ_QV_MINSPW=4 GPTQ_QV_MINSPW=16}; do  # (a,b: both settings)
+      echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend cuda --m 1 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done ;;
   layerloss)
     log layerloss

@@ -6,6 +6,7 @@
 // Small T (decoding): one block per (head, query), see attn_small_kernel. Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
 // softmax kernel between them.
 #include "common.cuh"
+#include <cstdlib>
 
 // max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); red: 32 floats of shared memory
 template <bool MAX>
@@ -28,6 +29,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small_kernel(float* out, con
   extern __shared__ float sm[];
   __shared__ float red[32];
   pdl_launch_dependents();  // a packed GEMV usually comes next
+  pdl_wait();               // launched with PDL (gq::launch)
   if (pos_dev) pos0 += *pos_dev;
   const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
   const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1;
@@ -90,6 +92,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small4_kernel(float* out, co
   extern __shared__ float sm[];
   __shared__ float red[32];
   pdl_launch_dependents();
+  pdl_wait();
   if (pos_dev) pos0 += *pos_dev;
   const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
   const int QC = heads * hd, KC = kvh * hd, L = pos0 + t + 1, D4 = hd / 4;
@@ -139,6 +142,91 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small4_kernel(float* out, co
   }
 }
 
+// Decoding with hd = 4·D4, D4 a power of two <= 32 (head sizes 4 .. 128): one block of ATT_DEC_THREADS per (head,
+// query row), built so that every load of the block is in flight at once (decode attention is a few dependent
+// memory round trips, not bandwidth: measured 10.8 us for 17 keys with the thread-per-key kernel above under
+// Nsight Compute). Scores: D4 lanes per key, each lane one float4 of q (registers) and of the key, summed by
+// shuffles; the block's warps take 32/D4 keys each, ATT_DEC_UNROLL passes of loads issued together. P·V: threads
+// over (float4 of dimensions, key lane), ATT_DEC_UNROLL keys' loads issued together, key lanes summed by a tree
+// in shared memory. Shared: scores [score_len], partials [threads/D4][D4] float4.
+#define ATT_DEC_THREADS 1024
+#define ATT_DEC_UNROLL 8
+template <int D4>
+__global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len) {
+  extern __shared__ float sm[];
+  __shared__ float red[32];
+  pdl_launch_dependents();  // a packed GEMV comes next
+  pdl_wait();               // launched with PDL (gq::launch)
+  if (pos_dev) pos0 += *pos_dev;
+  constexpr int KPW = 32 / D4, U = ATT_DEC_UNROLL;  // keys per warp and pass
+  const int h = blockIdx.x, t = blockIdx.y, kv = h / (heads / kvh);
+  const int QC = heads * hd, KC4 = kvh * D4, L = pos0 + t + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  const int d = lane % D4, sub = lane / D4;
+  float* sc = sm;
+  float4* part = reinterpret_cast<float4*>(sm + ((score_len + 3) & ~3));
+  const float4 qv = reinterpret_cast<const float4*>(q + (long long)t * QC + h * hd)[d];
+  const float4* kb = reinterpret_cast<const float4*>(k) + kv * D4 + d;
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  const int kstep = nw * KPW;  // keys per pass of the block
+  float mx = -INFINITY;
+  for (int jw = warp * KPW; jw < L; jw += kstep * U) {  // (warp-uniform: the shuffles below need every lane)
+    float4 kk[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int j = jw + sub + u * kstep;
+      kk[u] = j < L ? kb[(long long)j * KC4] : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      float dd = kk[u].x * qv.x + kk[u].y * qv.y + kk[u].z * qv.z + kk[u].w * qv.w;
+#pragma unroll
+      for (int o = D4 / 2; o; o >>= 1) dd += __shfl_xor_sync(0xffffffff, dd, o);
+      const int j = jw + sub + u * kstep;
+      if (j < L) {
+        dd *= scale;
+        if (d == 0) sc[j] = dd;
+        mx = fmaxf(mx, dd);
+      }
+    }
+  }
+  mx = block_reduce<true>(mx, red);  // (its barrier also makes every sc[j] visible)
+  float s = 0.f;
+  for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
+  s = block_reduce<false>(s, red);
+  const float inv = 1.f / s;
+  const int KL = blockDim.x / D4, dv = threadIdx.x % D4, kl = threadIdx.x / D4;
+  const float4* vb = reinterpret_cast<const float4*>(v) + kv * D4 + dv;
+  float4 o = zero;
+  for (int j0 = kl; j0 < L; j0 += KL * U) {
+    float4 vv[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int j = j0 + u * KL;
+      vv[u] = j < L ? vb[(long long)j * KC4] : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int j = j0 + u * KL;
+      const float p = j < L ? sc[j] : 0.f;
+      o.x = fmaf(p, vv[u].x, o.x); o.y = fmaf(p, vv[u].y, o.y); o.z = fmaf(p, vv[u].z, o.z); o.w = fmaf(p, vv[u].w, o.w);
+    }
+  }
+  part[kl * D4 + dv] = o;
+  __syncthreads();
+  for (int half = KL / 2; half; half >>= 1) {  // KL: a power of two
+    if (kl < half) {
+      const float4 a = part[kl * D4 + dv], b = part[(kl + half) * D4 + dv];
+      part[kl * D4 + dv] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x < D4) {
+    const float4 r = part[threadIdx.x];
+    reinterpret_cast<float4*>(out + (long long)t * QC + h * hd)[threadIdx.x] = make_float4(r.x * inv, r.y * inv, r.z * inv, r.w * inv);
+  }
+}
+
 // rows of S [rows, L]: row r = (batch, t); keys j <= pos0 + t kept, softmax in place, the rest zeroed
 __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   float* row = S + (long long)blockIdx.x * L;
@@ -172,10 +260,20 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
     GQ_ARG(B == 1 && Tq <= 8 && max_len >= L, "attention: a device position needs one sequence of <= 8 rows and max_len >= %d", L);
     GQ_ARG(smem <= 48 * 1024, "attention: a device position supports caches of <= %d rows, not %d", (int)(48 * 1024 / 4 - (smem / 4 - score_len)), max_len);
   }
+  // hd = 4·D4 with D4 a power of two <= 32: attn_decode_kernel, if its shared memory fits
+  const int D4 = hd / 4;
+  static const bool dec_on = !(getenv("GPTQ_ATTN_DECODE") && getenv("GPTQ_ATTN_DECODE")[0] == '0');  // 0: the older kernels (A/B)
+  const bool dec = dec_on && hd % 4 == 0 && D4 <= 32 && (D4 & (D4 - 1)) == 0;
+  const size_t dsmem = (size_t)((score_len + 3) & ~3) * sizeof(float) + (size_t)ATT_DEC_THREADS * sizeof(float4);
+  if (dec && dsmem <= 48 * 1024 && (pos_dev || (B == 1 && Tq <= 8))) {
+    typedef void (*DecKernel)(float*, const float*, const float*, const float*, int, const int*, int, int, int, float, int);
+    static const DecKernel dk[6] = {attn_decode_kernel<1>, attn_decode_kernel<2>, attn_decode_kernel<4>, attn_decode_kernel<8>, attn_decode_kernel<16>, attn_decode_kernel<32>};
+    const int li = D4 == 1 ? 0 : D4 == 2 ? 1 : D4 == 4 ? 2 : D4 == 8 ? 3 : D4 == 16 ? 4 : 5;
+    GQ_CUDA(gq::launch(dk[li], dim3(heads, Tq), ATT_DEC_THREADS, dsmem, out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len));
+    return GQ_OK;
+  }
   if (pos_dev || (B == 1 && Tq <= 8 && smem <= 48 * 1024)) {
-    if (v4) attn_small4_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
-    else attn_small_kernel<<<dim3(heads, Tq), ATT_THREADS, smem, gq::stream>>>(out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len);
-    GQ_LAUNCHED("attention (small)");
+    GQ_CUDA(gq::launch(v4 ? attn_small4_kernel : attn_small_kernel, dim3(heads, Tq), ATT_THREADS, smem, out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len));
     return GQ_OK;
   }
   // batched GEMM path in full fp32 (scores are sensitive): S [nb, Tq, L] per head

@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cstdio>
 #include <cstdarg>
+#include <utility>
 #include "gptq_cuda.h"
 
 namespace gq {
@@ -62,3 +63,25 @@ __device__ __forceinline__ void pdl_wait() {
 }
 
 static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+namespace gq {
+// programmatic dependent launch in use: sm_90+ and GPTQ_PDL not "0" (probed once, at gq_init)
+extern bool pdl;
+// kernel<<<grid, block, smem, gq::stream>>>(args...), with programmatic stream serialization when gq::pdl:
+// the kernel may then start before the one ahead of it ends, so it calls pdl_wait() before it reads or writes
+// anything that kernel touches (decode kernels: first thing). Returns the launch's error.
+template <typename... P, typename... A>
+static inline cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+}
+}  // namespace gq

@@ -2,6 +2,8 @@
 #include "common.cuh"
 
 __global__ void embedding_kernel(float* out, const float* table, const int* ids, int T, int H, int V) {
+  pdl_launch_dependents();
+  pdl_wait();  // launched with PDL (gq::launch)
   int t = blockIdx.x;
   int id = ids[t];
   if (id < 0 || id >= V) id = 0;  // validated on the host
@@ -11,7 +13,6 @@ __global__ void embedding_kernel(float* out, const float* table, const int* ids,
 extern "C" int gq_embedding(float* out, const float* table, const int* ids, int T, int H, int V) {
   GQ_CHECK_INIT();
   if (T == 0) return GQ_OK;
-  embedding_kernel<<<T, 128, 0, gq::stream>>>(out, table, ids, T, H, V);
-  GQ_LAUNCHED("embedding");
+  GQ_CUDA(gq::launch(embedding_kernel, T, 128, 0, out, table, ids, T, H, V));
   return GQ_OK;
 }

@@ -4,14 +4,70 @@
 #include "common.cuh"
 #include <cstdint>
 
+#define RN_REG 4  // vectors per thread kept in registers (rows up to RN_REG·1024 vectors)
 template <int V>
 __global__ void rms_norm_kernel(float* out, const float* x, const float* w, int H, float eps, const float* r, float* sum) {
   pdl_launch_dependents();  // a packed GEMV usually comes next
+  pdl_wait();  // launched with PDL (gq::launch): nothing of the kernel ahead is touched before this
   typedef typename std::conditional<V == 4, float4, float>::type vec;
   const vec* row = reinterpret_cast<const vec*>(x + (long long)blockIdx.x * H);
   const vec* wv = reinterpret_cast<const vec*>(w);
   vec* o = reinterpret_cast<vec*>(out + (long long)blockIdx.x * H);
   const int n = H / V;
+  auto sq = [](const vec& v) {
+    if constexpr (V == 4) return v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    else return v * v;
+  };
+  __shared__ float red[32];
+  auto block_sum = [&](float ss) {
+    for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      ss = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+      for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
+      if (threadIdx.x == 0) red[0] = ss;
+    }
+    __syncthreads();
+    return red[0];
+  };
+  if (n <= RN_REG * (int)blockDim.x) {
+    // the row fits RN_REG vectors per thread: x, r and w loaded together, the sum kept in registers (one round
+    // trip to memory before the reduction instead of three passes)
+    vec a[RN_REG], g[RN_REG];
+#pragma unroll
+    for (int u = 0; u < RN_REG; u++) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i < n) {
+        a[u] = row[i];
+        g[u] = wv[i];
+        if (r) {
+          const vec b = reinterpret_cast<const vec*>(r + (long long)blockIdx.x * H)[i];
+          if constexpr (V == 4) a[u] = make_float4(a[u].x + b.x, a[u].y + b.y, a[u].z + b.z, a[u].w + b.w);
+          else a[u] = a[u] + b;
+        }
+      }
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int u = 0; u < RN_REG; u++) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i < n) {
+        if (r) reinterpret_cast<vec*>(sum + (long long)blockIdx.x * H)[i] = a[u];
+        ss += sq(a[u]);
+      }
+    }
+    const float inv = rsqrtf(block_sum(ss) / H + eps);
+#pragma unroll
+    for (int u = 0; u < RN_REG; u++) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i < n) {
+        if constexpr (V == 4) o[i] = make_float4(a[u].x * inv * g[u].x, a[u].y * inv * g[u].y, a[u].z * inv * g[u].z, a[u].w * inv * g[u].w);
+        else o[i] = a[u] * inv * g[u];
+      }
+    }
+    return;
+  }
   if (r) {  // sum = x + r, then the norm of sum (each thread reads back only what it wrote)
     const vec* rr = reinterpret_cast<const vec*>(r + (long long)blockIdx.x * H);
     vec* sr = reinterpret_cast<vec*>(sum + (long long)blockIdx.x * H);
@@ -22,23 +78,9 @@ __global__ void rms_norm_kernel(float* out, const float* x, const float* w, int 
     }
     row = sr;
   }
-  auto sq = [](const vec& v) {
-    if constexpr (V == 4) return v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    else return v * v;
-  };
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss += sq(row[i]);
-  __shared__ float red[32];
-  for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    ss = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
-    if (threadIdx.x == 0) red[0] = ss;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(red[0] / H + eps);
+  const float inv = rsqrtf(block_sum(ss) / H + eps);
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const vec v = row[i], g = wv[i];
     if constexpr (V == 4) o[i] = make_float4(v.x * inv * g.x, v.y * inv * g.y, v.z * inv * g.z, v.w * inv * g.w);
@@ -53,9 +95,7 @@ static int rms_norm(float* out, const float* x, const float* w, int T, int H, fl
   const int n = v4 ? H / 4 : H;
   int threads = (n + 31) / 32 * 32;
   threads = threads > 1024 ? 1024 : threads;
-  if (v4) rms_norm_kernel<4><<<T, threads, 0, gq::stream>>>(out, x, w, H, eps, r, sum);
-  else rms_norm_kernel<1><<<T, threads, 0, gq::stream>>>(out, x, w, H, eps, r, sum);
-  GQ_LAUNCHED("rms_norm");
+  GQ_CUDA(gq::launch(v4 ? rms_norm_kernel<4> : rms_norm_kernel<1>, T, threads, 0, out, x, w, H, eps, r, sum));
   return GQ_OK;
 }
 extern "C" int gq_rms_norm(float* out, const float* x, const float* w, int T, int H, float eps) {

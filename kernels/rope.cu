@@ -13,6 +13,8 @@ __device__ __forceinline__ float2 rope_pair(const float* b, int i, int half, flo
 }
 
 __global__ void rope_kernel(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale) {
+  pdl_launch_dependents();
+  pdl_wait();  // launched with PDL (gq::launch)
   int half = hd / 2;
   long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;  // over T·heads·half
   if (idx >= (long long)T * heads * half) return;
@@ -29,8 +31,7 @@ extern "C" int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd
   GQ_CHECK_INIT();
   long long n = (long long)T * heads * (hd / 2);
   if (n == 0) return GQ_OK;
-  rope_kernel<<<blocks_for(n, 256), 256, 0, gq::stream>>>(x, inv_freq, T, heads, hd, pos0, pos_dev, seq_len > 0 ? seq_len : T, scale);
-  GQ_LAUNCHED("rope");
+  GQ_CUDA(gq::launch(rope_kernel, blocks_for(n, 256), 256, 0, x, inv_freq, T, heads, hd, pos0, pos_dev, seq_len > 0 ? seq_len : T, scale));
   return GQ_OK;
 }
 
@@ -39,6 +40,8 @@ extern "C" int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd
 // rows past the end are not written (the caller checks bounds; a replayed graph cannot report them)
 __global__ void rope_kv_kernel(float* q, float* k, const float* v, float* kc, float* vc, const float* inv_freq, int T, int heads, int kvh, int hd,
                                int pos0, const int* pos_dev, int rows, float scale) {
+  pdl_launch_dependents();  // the attention kernel comes next
+  pdl_wait();               // launched with PDL (gq::launch)
   const int half = hd / 2, nh = heads + kvh, KC = kvh * hd;
   const long long nr = (long long)T * nh * half, nv = (long long)T * KC;
   const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;  // rope pairs, then v elements
@@ -70,7 +73,6 @@ extern "C" int gq_rope_kv(float* q, float* k, const float* v, float* kc, float* 
   GQ_ARG(pos_dev || (pos0 >= 0 && pos0 + T <= rows), "rope_kv: cache rows %d..%d outside [0, %d)", pos0, pos0 + T, rows);
   const long long n = (long long)T * (heads + kvh) * (hd / 2) + (long long)T * kvh * hd;
   if (n == 0) return GQ_OK;
-  rope_kv_kernel<<<blocks_for(n, 256), 256, 0, gq::stream>>>(q, k, v, kc, vc, inv_freq, T, heads, kvh, hd, pos0, pos_dev, rows, scale);
-  GQ_LAUNCHED("rope_kv");
+  GQ_CUDA(gq::launch(rope_kv_kernel, blocks_for(n, 256), 256, 0, q, k, v, kc, vc, inv_freq, T, heads, kvh, hd, pos0, pos_dev, rows, scale));
   return GQ_OK;
 }

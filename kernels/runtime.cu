@@ -2,11 +2,13 @@
 #include "common.cuh"
 #include <dlfcn.h>
 #include <cstring>
+#include <cstdlib>
 #include <string>
 
 namespace gq {
 static thread_local char last_error[1024] = "";
 cudaStream_t stream = nullptr;
+bool pdl = false;
 bool initialized = false;
 Blas blas;
 Solver solver;
@@ -68,6 +70,10 @@ int gq_init(int device, const char* cublas_path, const char* cusolver_path, int 
   if (initialized) return GQ_OK;
   GQ_CUDA(cudaSetDevice(device));
   GQ_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  int major = 0;
+  GQ_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  const char* pdl_env = getenv("GPTQ_PDL");
+  pdl = major >= 9 && !(pdl_env && pdl_env[0] == '0');
   // memory pool: keep freed blocks for reuse instead of returning them to the driver
   cudaMemPool_t pool;
   GQ_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
