@@ -93,22 +93,23 @@ for s in $stages; do
       nsys stats --report cuda_gpu_kern_sum --format table $T/decode.nsys-rep 2>/dev/null | cut -c1-200 | head -30 | tee "$OUT/decode-kernels.txt"
     else echo "nsys not found: no kernel breakdown"; fi ;;
   decodeprof)
-    # GPU time of every kernel of a decode step (Nsight Compute, one metric), on a 4-layer 7B-shaped 4-bit model
+    # GPU time of every kernel of a decode step (Nsight Compute, one metric, caches kept warm), by kernel and grid
+    # (the prompt's kernels are listed too), on a 4-layer 7B-shaped 4-bit model
     log decodeprof
     LAYERS=4 python3 bench/make_llama7b.py $T/l4 $T/gutenberg-2l 2>&1 | tail -1
     [ -f $T/l4q/config.json ] || bun gptq.ts quantize $T/l4 --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 8 --seqlen 256 --out $T/l4q 2>&1 | tail -1
-    GPTQ_GRAPHS=0 timeout 150 ncu --metrics gpu__time_duration.sum --csv bun gptq.ts bench decode $T/l4q --backend cuda --tokens 2 > $OUT/ncu-decode.csv 2> $OUT/ncu-decode.err
+    GPTQ_GRAPHS=0 timeout 150 ncu --cache-control none --metrics gpu__time_duration.sum --csv bun gptq.ts bench decode $T/l4q --backend cuda --tokens 8 > $OUT/ncu-decode.csv 2> $OUT/ncu-decode.err
     tail -3 $OUT/ncu-decode.err; grep -c . $OUT/ncu-decode.csv
     python3 - "$OUT/ncu-decode.csv" <<'PY' | tee "$OUT/decode-kernels.txt"
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-h = rows[0]; k, v, u = h.index("Kernel Name"), h.index("Metric Value"), h.index("Metric Unit")
+h = rows[0]; k, v, u, g = h.index("Kernel Name"), h.index("Metric Value"), h.index("Metric Unit"), h.index("Grid Size")
 tot, cnt = collections.defaultdict(float), collections.Counter()
 for r in rows[1:]:
     if r[u] not in ("ns", "us", "ms"): continue
     t = float(r[v].replace(",", "")) * {"ns": 1, "us": 1e3, "ms": 1e6}[r[u]]
-    name = r[k].split("(")[0].removeprefix("void ").split("<")[0]; tot[name] += t; cnt[name] += 1
-for n, t in sorted(tot.items(), key=lambda x: -x[1]): print(f"{n:40s} {cnt[n]:6d} calls {t / cnt[n] / 1000:9.2f} us avg {t / 1e6:9.3f} ms total")
+    name = r[k].split("(")[0].removeprefix("void ").split("<")[0] + " " + r[g].replace(" ", ""); tot[name] += t; cnt[name] += 1
+for n, t in sorted(tot.items(), key=lambda x: -x[1]): print(f"{n:56s} {cnt[n]:6d} calls {t / cnt[n] / 1000:9.2f} us avg {t / 1e6:9.3f} ms total")
 PY
     ;;
   webgpu)

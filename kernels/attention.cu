@@ -143,16 +143,45 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small4_kernel(float* out, co
 }
 
 // Decoding with hd = 4·D4, D4 a power of two <= 32 (head sizes 4 .. 128): one block of ATT_DEC_THREADS per (head,
-// query row), built so that every load of the block is in flight at once (decode attention is a few dependent
-// memory round trips, not bandwidth: measured 10.8 us for 17 keys with the thread-per-key kernel above under
-// Nsight Compute). Scores: D4 lanes per key, each lane one float4 of q (registers) and of the key, summed by
-// shuffles; the block's warps take 32/D4 keys each, ATT_DEC_UNROLL passes of loads issued together. P·V: threads
-// over (float4 of dimensions, key lane), ATT_DEC_UNROLL keys' loads issued together, key lanes summed by a tree
-// in shared memory. Shared: scores [score_len], partials [threads/D4][D4] float4.
-#define ATT_DEC_THREADS 1024
+// query row), built as few dependent memory round trips as possible (decode attention is latency, not
+// bandwidth): the first ATT_DEC_UNROLL passes of key and value rows are loaded into registers at once, right
+// after the position is known, and q (and rope) is worked out while they are in flight. Scores: D4 lanes per
+// key, each lane one float4 of q and of the key, summed by shuffles; the block's warps take 32/D4 keys each per
+// pass. P·V: threads over (float4 of dimensions, key lane), key lanes summed by a tree in shared memory.
+// Shared: scores [score_len], partials [threads/D4][D4] float4. (Measured on an H200, 7B-shaped decode: 413 ->
+// 446 tokens/s against the thread-per-key kernel above.)
+#define ATT_DEC_THREADS 512
 #define ATT_DEC_UNROLL 8
+struct RopeKV {
+  const float* kn;      // [kvh·hd] the new key row, before rope
+  const float* vn;      // [kvh·hd] the new value row
+  float* kc;            // caches [rows, kvh·hd]: row p0 written
+  float* vc;
+  const float* inv_freq;
+  float scale;          // rope's attention scaling (cos and sin times it)
+  int rows;
+};
+// the lane's float4 (dimensions 4d .. 4d+3 of a head of 4·D4) rotated at position pos; p: the partner lane's
 template <int D4>
-__global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len) {
+__device__ __forceinline__ float4 rope4(float4 x, int d, float pos, const float* inv_freq, float scale) {
+  float4 p;
+  p.x = __shfl_xor_sync(0xffffffff, x.x, D4 / 2); p.y = __shfl_xor_sync(0xffffffff, x.y, D4 / 2);
+  p.z = __shfl_xor_sync(0xffffffff, x.z, D4 / 2); p.w = __shfl_xor_sync(0xffffffff, x.w, D4 / 2);
+  const bool lo = d < D4 / 2;  // dimensions in the first half: x1·c − x2·s; second half: x2·c + x1·s
+  const int i0 = 4 * d - (lo ? 0 : 2 * D4);
+  float xs[4] = {x.x, x.y, x.z, x.w}, ps[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    float sn, cs;
+    sincosf(pos * inv_freq[i0 + e], &sn, &cs);
+    cs *= scale;
+    sn *= scale;
+    xs[e] = lo ? xs[e] * cs - ps[e] * sn : xs[e] * cs + ps[e] * sn;
+  }
+  return make_float4(xs[0], xs[1], xs[2], xs[3]);
+}
+template <int D4, bool ROPE>
+__global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len, const RopeKV rk) {
   extern __shared__ float sm[];
   __shared__ float red[32];
   pdl_launch_dependents();  // a packed GEMV comes next
@@ -163,26 +192,47 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
   const int QC = heads * hd, KC4 = kvh * D4, L = pos0 + t + 1;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   const int d = lane % D4, sub = lane / D4;
+  const int KL = blockDim.x / D4, dv = threadIdx.x % D4, kl = threadIdx.x / D4;  // P·V: dimension group, key lane
+  const int kstep = nw * KPW;  // keys per pass of the block (scores)
+  const int jn = ROPE ? L - 1 : L;  // ROPE: the new row (position L − 1) comes from kn/vn, not from the caches
+  const float4* kb = reinterpret_cast<const float4*>(k) + kv * D4 + d;
+  const float4* vb = reinterpret_cast<const float4*>(v) + kv * D4 + dv;
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 kk[U], vv[U];
+  auto load_k = [&](int jw) {
+#pragma unroll
+    for (int u = 0; u < U; u++) { const int j = jw + sub + u * kstep; kk[u] = j < jn ? kb[(long long)j * KC4] : zero; }
+  };
+  auto load_v = [&](int j0) {
+#pragma unroll
+    for (int u = 0; u < U; u++) { const int j = j0 + u * KL; vv[u] = j < jn ? vb[(long long)j * KC4] : zero; }
+  };
+  load_k(warp * KPW);
+  load_v(kl);
   float* sc = sm;
   float4* part = reinterpret_cast<float4*>(sm + ((score_len + 3) & ~3));
-  const float4 qv = reinterpret_cast<const float4*>(q + (long long)t * QC + h * hd)[d];
-  const float4* kb = reinterpret_cast<const float4*>(k) + kv * D4 + d;
-  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-  const int kstep = nw * KPW;  // keys per pass of the block
+  float4 qv = reinterpret_cast<const float4*>(q + (long long)t * QC + h * hd)[d];
+  float4 knew = zero, vnew = zero;
+  if constexpr (ROPE) {
+    const float pos = (float)pos0;
+    qv = rope4<D4>(qv, d, pos, rk.inv_freq, rk.scale);
+    knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], d, pos, rk.inv_freq, rk.scale);
+    vnew = reinterpret_cast<const float4*>(rk.vn)[kv * D4 + dv];
+    if (h % (heads / kvh) == 0 && threadIdx.x < D4 && pos0 >= 0 && pos0 < rk.rows) {
+      reinterpret_cast<float4*>(rk.kc)[(long long)pos0 * KC4 + kv * D4 + d] = knew;
+      reinterpret_cast<float4*>(rk.vc)[(long long)pos0 * KC4 + kv * D4 + d] = reinterpret_cast<const float4*>(rk.vn)[kv * D4 + d];
+    }
+  }
   float mx = -INFINITY;
   for (int jw = warp * KPW; jw < L; jw += kstep * U) {  // (warp-uniform: the shuffles below need every lane)
-    float4 kk[U];
+    if (jw != warp * KPW) load_k(jw);
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int j = jw + sub + u * kstep;
-      kk[u] = j < L ? kb[(long long)j * KC4] : zero;
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      float dd = kk[u].x * qv.x + kk[u].y * qv.y + kk[u].z * qv.z + kk[u].w * qv.w;
+      const float4 x = j < jn ? kk[u] : j < L ? knew : zero;
+      float dd = x.x * qv.x + x.y * qv.y + x.z * qv.z + x.w * qv.w;
 #pragma unroll
       for (int o = D4 / 2; o; o >>= 1) dd += __shfl_xor_sync(0xffffffff, dd, o);
-      const int j = jw + sub + u * kstep;
       if (j < L) {
         dd *= scale;
         if (d == 0) sc[j] = dd;
@@ -195,21 +245,17 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
   for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
   s = block_reduce<false>(s, red);
   const float inv = 1.f / s;
-  const int KL = blockDim.x / D4, dv = threadIdx.x % D4, kl = threadIdx.x / D4;
-  const float4* vb = reinterpret_cast<const float4*>(v) + kv * D4 + dv;
   float4 o = zero;
   for (int j0 = kl; j0 < L; j0 += KL * U) {
-    float4 vv[U];
+    if (j0 != kl) load_v(j0);
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int j = j0 + u * KL;
-      vv[u] = j < L ? vb[(long long)j * KC4] : zero;
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int j = j0 + u * KL;
-      const float p = j < L ? sc[j] : 0.f;
-      o.x = fmaf(p, vv[u].x, o.x); o.y = fmaf(p, vv[u].y, o.y); o.z = fmaf(p, vv[u].z, o.z); o.w = fmaf(p, vv[u].w, o.w);
+      if (j < L) {
+        const float p = sc[j];
+        const float4 x = j < jn ? vv[u] : vnew;
+        o.x = fmaf(p, x.x, o.x); o.y = fmaf(p, x.y, o.y); o.z = fmaf(p, x.z, o.z); o.w = fmaf(p, x.w, o.w);
+      }
     }
   }
   part[kl * D4 + dv] = o;
@@ -242,6 +288,22 @@ __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] = j <= last ? __expf(row[j] - mx) * inv : 0.f;
 }
 
+typedef void (*DecKernel)(float*, const float*, const float*, const float*, int, const int*, int, int, int, float, int, const RopeKV);
+static DecKernel decode_kernel(int D4, bool rope) {
+  static const DecKernel plain[6] = {attn_decode_kernel<1, false>, attn_decode_kernel<2, false>, attn_decode_kernel<4, false>,
+                                     attn_decode_kernel<8, false>, attn_decode_kernel<16, false>, attn_decode_kernel<32, false>};
+  static const DecKernel roped[6] = {nullptr, attn_decode_kernel<2, true>, attn_decode_kernel<4, true>,
+                                     attn_decode_kernel<8, true>, attn_decode_kernel<16, true>, attn_decode_kernel<32, true>};
+  const int li = D4 == 1 ? 0 : D4 == 2 ? 1 : D4 == 4 ? 2 : D4 == 8 ? 3 : D4 == 16 ? 4 : 5;
+  return rope ? roped[li] : plain[li];
+}
+static size_t decode_smem(int score_len) { return (size_t)((score_len + 3) & ~3) * sizeof(float) + (size_t)ATT_DEC_THREADS * sizeof(float4); }
+static bool decode_ok(int hd) {
+  static const bool on = !(getenv("GPTQ_ATTN_DECODE") && getenv("GPTQ_ATTN_DECODE")[0] == '0');  // 0: the older kernels (A/B)
+  const int D4 = hd / 4;
+  return on && hd % 4 == 0 && D4 <= 32 && (D4 & (D4 - 1)) == 0;
+}
+
 extern "C" int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, const int* pos_dev, int max_len, int seq_len, int heads, int kvh, int hd) {
   GQ_CHECK_INIT();
   GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "attention: heads %d not a multiple of kv_heads %d", heads, kvh);
@@ -262,14 +324,10 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
   }
   // hd = 4·D4 with D4 a power of two <= 32: attn_decode_kernel, if its shared memory fits
   const int D4 = hd / 4;
-  static const bool dec_on = !(getenv("GPTQ_ATTN_DECODE") && getenv("GPTQ_ATTN_DECODE")[0] == '0');  // 0: the older kernels (A/B)
-  const bool dec = dec_on && hd % 4 == 0 && D4 <= 32 && (D4 & (D4 - 1)) == 0;
-  const size_t dsmem = (size_t)((score_len + 3) & ~3) * sizeof(float) + (size_t)ATT_DEC_THREADS * sizeof(float4);
+  const bool dec = decode_ok(hd);
+  const size_t dsmem = decode_smem(score_len);
   if (dec && dsmem <= 48 * 1024 && (pos_dev || (B == 1 && Tq <= 8))) {
-    typedef void (*DecKernel)(float*, const float*, const float*, const float*, int, const int*, int, int, int, float, int);
-    static const DecKernel dk[6] = {attn_decode_kernel<1>, attn_decode_kernel<2>, attn_decode_kernel<4>, attn_decode_kernel<8>, attn_decode_kernel<16>, attn_decode_kernel<32>};
-    const int li = D4 == 1 ? 0 : D4 == 2 ? 1 : D4 == 4 ? 2 : D4 == 8 ? 3 : D4 == 16 ? 4 : 5;
-    GQ_CUDA(gq::launch(dk[li], dim3(heads, Tq), ATT_DEC_THREADS, dsmem, out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len));
+    GQ_CUDA(gq::launch(decode_kernel(D4, false), dim3(heads, Tq), ATT_DEC_THREADS, dsmem, out, q, k, v, pos0, pos_dev, heads, kvh, hd, scale, score_len, RopeKV{}));
     return GQ_OK;
   }
   if (pos_dev || (B == 1 && Tq <= 8 && smem <= 48 * 1024)) {
@@ -307,4 +365,24 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
   if (st) return gq::fail(GQ_ERR_BLAS, "attention: cublasSgemmStridedBatched failed with status %d", st);
   GQ_LAUNCHED("attention (softmax)");
   return GQ_OK;
+}
+
+// rope on q [T, heads·hd] and k [T, kvh·hd], k and v written to rows p0 + t of the caches kc/vc [rows, kvh·hd]
+// (p0 = pos0 + *pos_dev), then attention of q over the caches -> out [T, heads·hd]: gq_rope_kv then
+// gq_attention, as one launch when T = 1 and the decode kernel takes the head size (q and k then stay as they
+// were; otherwise they are rotated in place)
+extern "C" int gq_rope_attention(float* out, float* q, float* k, const float* v, float* kc, float* vc, const float* inv_freq, int T, int heads, int kvh, int hd,
+                                 int pos0, const int* pos_dev, int rows, float rope_scale) {
+  GQ_CHECK_INIT();
+  GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "rope_attention: heads %d not a multiple of kv_heads %d", heads, kvh);
+  GQ_ARG(pos_dev || (pos0 >= 0 && pos0 + T <= rows), "rope_attention: cache rows %d..%d outside [0, %d)", pos0, pos0 + T, rows);
+  static const bool fuse = !(getenv("GPTQ_ROPE_ATTN") && getenv("GPTQ_ROPE_ATTN")[0] == '0');  // 0: two launches (A/B)
+  if (fuse && T == 1 && decode_ok(hd) && hd >= 8 && decode_smem(pos_dev ? rows : pos0 + 1) <= 48 * 1024) {
+    const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
+    GQ_CUDA(gq::launch(decode_kernel(hd / 4, true), dim3(heads, 1), ATT_DEC_THREADS, decode_smem(pos_dev ? rows : pos0 + 1), out, q, kc, vc, pos0, pos_dev,
+                       heads, kvh, hd, 1.f / sqrtf((float)hd), pos_dev ? rows : pos0 + 1, rk));
+    return GQ_OK;
+  }
+  GQ_TRY(gq_rope_kv(q, k, v, kc, vc, inv_freq, T, heads, kvh, hd, pos0, pos_dev, rows, rope_scale));
+  return gq_attention(out, q, kc, vc, T, pos0, pos_dev, rows, 0, heads, kvh, hd);
 }

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 3
+#define GQ_ABI_VERSION 4
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -51,6 +51,10 @@ int gq_rope_kv(float* q, float* k, const float* v, float* kc, float* vc, const f
                int pos0, const int* pos_dev, int rows, float scale);
 int gq_rope(float* x, const float* inv_freq, int T, int heads, int hd, int pos0, const int* pos_dev, int seq_len, float scale);
 int gq_attention(float* out, const float* q, const float* k, const float* v, int T, int pos0, const int* pos_dev, int max_len, int seq_len, int heads, int kv_heads, int hd);
+/* gq_rope_kv then gq_attention over the caches (max_len = rows), as one launch for a single query row (decoding);
+   q and k are then left as they were, otherwise rotated in place */
+int gq_rope_attention(float* out, float* q, float* k, const float* v, float* kc, float* vc, const float* inv_freq, int T, int heads, int kvh, int hd,
+                      int pos0, const int* pos_dev, int rows, float rope_scale);
 int gq_write_rows(float* dst, const float* src, int row0, const int* row_dev, int rows, int T, int C);
 int gq_silu_mul(float* out, const float* g, const float* u, long long n);
 int gq_add(float* out, const float* a, const float* b, long long n);

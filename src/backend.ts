@@ -135,6 +135,12 @@ export interface Backend {
    * written to rows pos0 (+ posTensor) + t of the caches, in one launch (same as two ropes and two writeRows)
    */
   ropeWriteKV?(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, opts: RopeOpts & { kvHeads: number }): void;
+  /**
+   * optional, decoding through a cache: ropeWriteKV then attention of q over the caches (one launch where the
+   * backend can: CUDA for one query row). q and k are consumed: afterwards they hold either the rotated or the
+   * original values.
+   */
+  ropeAttention?(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, opts: RopeOpts & { kvHeads: number }): Tensor;
   /** dst[r : r+T, :] = src [T, C] with r = row0 (+ rowTensor[0] when the work runs) (KV-cache write) */
   writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void;
   /** causal GQA attention: q [T, heads*hd], kCache/vCache [S, kvHeads*hd] -> [T, heads*hd] */

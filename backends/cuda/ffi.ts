@@ -39,6 +39,7 @@ export const symbols = {
   gq_rope: { args: [P, P, i32, i32, i32, i32, P, i32, f32], returns: i32 },
   gq_rope_kv: { args: [P, P, P, P, P, P, i32, i32, i32, i32, i32, P, i32, f32], returns: i32 },
   gq_attention: { args: [P, P, P, P, i32, i32, P, i32, i32, i32, i32, i32], returns: i32 },
+  gq_rope_attention: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32, i32, P, i32, f32], returns: i32 },
   gq_write_rows: { args: [P, P, i32, P, i32, i32, i32], returns: i32 },
   gq_silu_mul: { args: [P, P, P, i64], returns: i32 },
   gq_add: { args: [P, P, P, i64], returns: i32 },
@@ -64,7 +65,7 @@ export const symbols = {
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

@@ -247,15 +247,27 @@ export class CudaBackend implements Backend {
     checkScalar("rope", this, o.posTensor);
     this.check(this.lib.gq_rope(this.p(x), inv.ptr, T, o.heads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, o.seqLen ?? 0, o.scale), "rope");
   }
-  ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, o: RopeOpts & { kvHeads: number }): void {
-    const inv = this.invFreq(o.invFreq);
+  /** the rows of q; k, v, the caches and the options checked against them */
+  private ropeKVRows(op: string, q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, o: RopeOpts & { kvHeads: number }): number {
     const T = numel(q.shape) / (o.heads * o.headDim), C = o.kvHeads * o.headDim;
-    if (numel(k.shape) !== T * C || numel(v.shape) !== T * C || kCache.shape[1] !== C || vCache.shape[1] !== C || kCache.shape[0] !== vCache.shape[0]) {
-      throw new InvalidArgumentError(`ropeWriteKV: k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, caches ${shapeStr(kCache.shape)} / ${shapeStr(vCache.shape)} do not fit ${T} rows of ${o.kvHeads}x${o.headDim}`);
+    if (!Number.isInteger(T) || numel(k.shape) !== T * C || numel(v.shape) !== T * C || kCache.shape[1] !== C || vCache.shape[1] !== C || kCache.shape[0] !== vCache.shape[0]) {
+      throw new InvalidArgumentError(`${op}: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, caches ${shapeStr(kCache.shape)} / ${shapeStr(vCache.shape)} do not fit rows of ${o.heads}/${o.kvHeads} heads of ${o.headDim}`);
     }
-    if (o.seqLen) throw new InvalidArgumentError("ropeWriteKV: one sequence through a cache (no seqLen)");
-    checkScalar("ropeWriteKV", this, o.posTensor);
+    if (o.seqLen) throw new InvalidArgumentError(`${op}: one sequence through a cache (no seqLen)`);
+    checkScalar(op, this, o.posTensor);
+    return T;
+  }
+  ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, o: RopeOpts & { kvHeads: number }): void {
+    const T = this.ropeKVRows("ropeWriteKV", q, k, v, kCache, vCache, o);
+    const inv = this.invFreq(o.invFreq);
     this.check(this.lib.gq_rope_kv(this.p(q), this.p(k), this.p(v), this.p(kCache), this.p(vCache), inv.ptr, T, o.heads, o.kvHeads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, kCache.shape[0]!, o.scale), "rope_kv");
+  }
+  ropeAttention(q: Tensor, k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, o: RopeOpts & { kvHeads: number }): Tensor {
+    const T = this.ropeKVRows("ropeAttention", q, k, v, kCache, vCache, o);
+    const inv = this.invFreq(o.invFreq);
+    const y = this.out([T, o.heads * o.headDim]);
+    this.check(this.lib.gq_rope_attention(this.p(y), this.p(q), this.p(k), this.p(v), this.p(kCache), this.p(vCache), inv.ptr, T, o.heads, o.kvHeads, o.headDim, o.pos0, o.posTensor ? this.p(o.posTensor) : null, kCache.shape[0]!, o.scale), "rope_attention");
+    return y;
   }
   writeRows(dst: Tensor, src: Tensor, row0: number, rowTensor?: Tensor): void {
     const { C, n } = rowsFit(dst, src, row0);

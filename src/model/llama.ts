@@ -296,16 +296,15 @@ export function linears(be: Backend, x: Tensor, ls: Linear[]): Tensor[] {
 export type SeqOpts = { cache: KVCache; layer: number; posTensor?: Tensor } | { seqLen: number };
 
 /**
- * q, k, v with rope applied. Through a cache, on a backend with ropeWriteKV, k and v are also written to the
- * cache here, in the same launch (`cached`); otherwise attend writes them.
+ * q, k, v with rope applied. Through a cache, on a backend with ropeAttention, rope is left to attend (`roped`
+ * false: rope, the cache writes and attention in one call); with ropeWriteKV k and v are written to the cache
+ * here, in the same launch as rope (`cached`); otherwise attend writes them.
  */
-export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q: Tensor; k: Tensor; v: Tensor; cached?: boolean } {
+export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): QKV {
   const be = m.backend, c = m.config;
-  const posTensor = "cache" in o ? o.posTensor : undefined;
-  const pos0 = "cache" in o && !posTensor ? o.cache.length : 0;
-  const seqLen = "cache" in o ? undefined : o.seqLen;
   const [q, k, v] = linears(be, h, [L.q, L.k, L.v]) as [Tensor, Tensor, Tensor];
-  const rope = { headDim: c.headDim, pos0, seqLen, invFreq: c.rope.invFreq, scale: c.rope.attentionScaling, posTensor };
+  const rope = ropeOpts(m, o);
+  if ("cache" in o && be.ropeAttention) return { q, k, v, roped: false };
   if ("cache" in o && be.ropeWriteKV) {
     be.ropeWriteKV(q, k, v, o.cache.k[o.layer]!, o.cache.v[o.layer]!, { ...rope, heads: c.numHeads, kvHeads: c.numKvHeads });
     return { q, k, v, cached: true };
@@ -315,12 +314,23 @@ export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): { q:
   return { q, k, v };
 }
 
+type QKV = { q: Tensor; k: Tensor; v: Tensor; cached?: boolean; roped?: false };
+
+/** rope's options for this layer call: the position from the cache (a device scalar when posTensor is given) */
+function ropeOpts(m: LlamaModel, o: SeqOpts) {
+  const posTensor = "cache" in o ? o.posTensor : undefined;
+  const pos0 = "cache" in o && !posTensor ? o.cache.length : 0;
+  const seqLen = "cache" in o ? undefined : o.seqLen;
+  return { headDim: m.config.headDim, pos0, seqLen, invFreq: m.config.rope.invFreq, scale: m.config.rope.attentionScaling, posTensor };
+}
+
 /** the attention output before o_proj: [T, heads·hd] */
-export function attend(m: LlamaModel, t: { q: Tensor; k: Tensor; v: Tensor; cached?: boolean }, o: SeqOpts): Tensor {
+export function attend(m: LlamaModel, t: QKV, o: SeqOpts): Tensor {
   const be = m.backend, c = m.config;
   const a = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   if ("cache" in o) {
     const kc = o.cache.k[o.layer]!, vc = o.cache.v[o.layer]!;
+    if (t.roped === false) return be.ropeAttention!(t.q, t.k, t.v, kc, vc, { ...ropeOpts(m, o), heads: c.numHeads, kvHeads: c.numKvHeads });
     if (o.posTensor) {
       if (!t.cached) {
         be.writeRows(kc, t.k, 0, o.posTensor);
