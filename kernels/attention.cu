@@ -3,8 +3,9 @@
 // T/seq_len independent sequences (pos0 = 0), each over its own rows of the caches.
 // pos_dev (device int, may be null) adds to pos0 when the kernel runs (graph replay); then only the decoding
 // kernel is used, with shared memory for max_len keys.
-// Small T (decoding): one block per (head, query), see attn_small_kernel. Larger T: QKᵀ and PV as batched fp32 GEMMs with a causal
-// softmax kernel between them.
+// Small T (decoding): one block per (head, query): attn_decode_kernel for head sizes 8..128 (powers of two),
+// attn_small4_kernel / attn_small_kernel for the others. Larger T: QKᵀ and PV as batched fp32 GEMMs with a
+// causal softmax kernel between them. gq_rope_attention (bottom) adds rope and the KV-cache writes.
 #include "common.cuh"
 #include <cstdlib>
 
