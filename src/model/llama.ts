@@ -303,8 +303,8 @@ export type SeqOpts = { cache: KVCache; layer: number; posTensor?: Tensor } | { 
 export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): QKV {
   const be = m.backend, c = m.config;
   const [q, k, v] = linears(be, h, [L.q, L.k, L.v]) as [Tensor, Tensor, Tensor];
-  const rope = ropeOpts(m, o);
   if ("cache" in o && be.ropeAttention) return { q, k, v, roped: false };
+  const rope = ropeOpts(m, o);
   if ("cache" in o && be.ropeWriteKV) {
     be.ropeWriteKV(q, k, v, o.cache.k[o.layer]!, o.cache.v[o.layer]!, { ...rope, heads: c.numHeads, kvHeads: c.numKvHeads });
     return { q, k, v, cached: true };
