@@ -11,8 +11,9 @@
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
-#   ab         a candidate library (.carry/lib/libgptq_cuda_b.so, e.g. a branch's build) against the current one
-#              in the same run: its op tests and end-to-end checks, then the matmul benchmark A, B, A, B
+#   ab         a candidate library (.carry/lib/libgptq_cuda_b.so or .so.xz, e.g. a branch's build; AB_KNOBS: launch
+#              knobs for it alone) against the current one in the same run: its op tests and end-to-end checks,
+#              then the matmul benchmark A, B, A, B
 #   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
 #              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
 #              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
@@ -125,11 +126,14 @@ PY
       | sed -nE 's|^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*).*|\2|p' | sort | uniq -c | sort -rn | head -25 ;;
   ab)
     log "ab: candidate library"
-    if [ ! -f .carry/lib/libgptq_cuda_b.so ]; then echo "ab: .carry/lib/libgptq_cuda_b.so not carried"; continue; fi
-    cp .carry/lib/libgptq_cuda_b.so build/libgptq_cuda_b.so
-    GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/ab-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
+    B=.carry/lib/libgptq_cuda_b.so; [ -f $B ] || B=$T/lib/libgptq_cuda_b.so  # (carried as .so, or .so.xz: unpacked above)
+    if [ ! -f $B ]; then echo "ab: .carry/lib/libgptq_cuda_b.so(.xz) not carried"; continue; fi
+    cp $B build/libgptq_cuda_b.so
+    bk=${AB_KNOBS:-}; bk=${bk//,/ }  # launch knobs for the candidate only (e.g. AB_KNOBS=GPTQ_QV_TMA=3)
+    env $bk GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/ab-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
     for lib in libgptq_cuda.so libgptq_cuda_b.so libgptq_cuda.so libgptq_cuda_b.so; do
-      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/build/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ \|"
+      k=""; [ $lib = libgptq_cuda_b.so ] && k=$bk
+      echo "-- $lib $k"; env $k GPTQ_CUDA_LIB=$PWD/build/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ "
     done ;;
   sweep)
     log sweep
