@@ -17,7 +17,8 @@
 #   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
 #              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
 #              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
-#              overrides the list, "A=1,B=2" sets two at once); decode7b likewise over DECODE_KNOBS
+#              overrides the list, "A=1,B=2" sets two at once; SWEEP_MS the rows, default 1); decode7b likewise
+#              over DECODE_KNOBS
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
@@ -60,11 +61,13 @@ for s in $stages; do
     bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md" ;;
   ncu)
     log ncu
-    for mk in "1 qm4v" "16 qm4_kernel"; do
-      set -- $mk
-      timeout 150 ncu --kernel-name regex:$2 --launch-skip 12 --launch-count 4 --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
-        bun gptq.ts bench matmul --backend cuda --m $1 --iters 3 > "$OUT/ncu-m$1.txt" 2>&1
-      grep -E "qm4|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Grid Size|Block Limit" "$OUT/ncu-m$1.txt" | head -48
+    # NCU_MS: which kernels (default both), NCU_ARGS: sections (default a summary; "--set full" for stall
+    # reasons by source line, saved whole in $OUT/ncu-m<M>.txt)
+    for m in ${NCU_MS:-1 16}; do
+      k=qm4_kernel; [ $m -le 4 ] && k=qm4v
+      timeout 240 ncu --kernel-name regex:$k --launch-skip 12 --launch-count 4 ${NCU_ARGS:---section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats} \
+        bun gptq.ts bench matmul --backend cuda --m $m --iters 3 > "$OUT/ncu-m$m.txt" 2>&1
+      grep -E "qm4|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Grid Size|Block Limit" "$OUT/ncu-m$m.txt" | head -48
     done ;;
   quant7b)
     log quant7b: generating weights
@@ -129,11 +132,16 @@ PY
     B=.carry/lib/libgptq_cuda_b.so; [ -f $B ] || B=$T/lib/libgptq_cuda_b.so  # (carried as .so, or .so.xz: unpacked above)
     if [ ! -f $B ]; then echo "ab: .carry/lib/libgptq_cuda_b.so(.xz) not carried"; continue; fi
     cp $B build/libgptq_cuda_b.so
-    bk=${AB_KNOBS:-}; bk=${bk//,/ }  # launch knobs for the candidate only (e.g. AB_KNOBS=GPTQ_QV_TMA=3)
+    # AB_KNOBS: launch knob settings for the candidate alone, space-separated ("A=1,B=2" sets two at once);
+    # the tests run under the first, the matmul runs A, then B under each setting, twice
+    read -ra bks <<< "${AB_KNOBS:-}"; [ ${#bks[@]} -eq 0 ] && bks=("")
+    bk=${bks[0]}; bk=${bk//,/ }
     env $bk GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/ab-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
-    for lib in libgptq_cuda.so libgptq_cuda_b.so libgptq_cuda.so libgptq_cuda_b.so; do
-      k=""; [ $lib = libgptq_cuda_b.so ] && k=$bk
-      echo "-- $lib $k"; env $k GPTQ_CUDA_LIB=$PWD/build/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ "
+    for rep in 1 2; do
+      echo "-- libgptq_cuda.so"; GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda.so bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ "
+      for k in "${bks[@]}"; do
+        echo "-- libgptq_cuda_b.so $k"; env ${k//,/ } GPTQ_CUDA_LIB=$PWD/build/libgptq_cuda_b.so bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/ab-matmul.md" | grep -E "^\| +[0-9]+ "
+      done
     done ;;
   sweep)
     log sweep
@@ -144,7 +152,7 @@ PY
       echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done
     for k in ${SWEEP_KNOBS:-GPTQ_QV_WAVES=2 GPTQ_QV_WAVES=0.5 GPTQ_QV_MINSPW=4 GPTQ_QV_MINSPW=16}; do  # (a,b: both settings)
-      echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend cuda --m 1 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
+      echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend cuda --m ${SWEEP_MS:-1} --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done ;;
   layerloss)
     log layerloss

@@ -647,6 +647,188 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   if (threadIdx.x == 0) counters[cg] = 0;
 }
 
+// ---- M = 5..16 (prefill chunks, small batches): qm4m_kernel ----
+// x is converted once per call (xfrag_kernel) into the m16n8k16 A-fragment order, so a warp's A operand for one
+// k16 step is one coalesced 16-byte load per lane (L1/L2 hits: every column chunk reads the same x), not a
+// staging pass per block; the weights stream through registers as in the GEMV (two batches of QV_UNROLL k16
+// steps in flight per warp); the group's scale is folded into the dequantized fragment, (q − zero)·scale in
+// fp16 (as Marlin and ExLlama do), so the mma accumulates straight into fp32 with no per-group flush.
+// xf [K16][32][4] (u32 half2): lane (gid, t), register r of step s holds rows gid (r = 0, 2) / gid + 8 (r = 1, 3)
+// at k = 16s + 2t, +1 (r = 0, 1) or 16s + 2t + 8, +9 (r = 2, 3), of x [m, perm(k)] · rmul[m], rmul[m] the power of
+// two that puts row m's largest |x| in (128, 256] (rows >= M are zero). The same kernel zeroes y [M, N], into
+// which the split-K sums are added. One block per row (16 blocks).
+__global__ void __launch_bounds__(256) xfrag_kernel(unsigned int* __restrict__ xf, float* __restrict__ rmul, float* __restrict__ y, const float* __restrict__ x,
+                                                   const int* __restrict__ perm, int M, int K, int N) {
+  pdl_launch_dependents();  // the matmul after it streams weights meanwhile (it waits before reading xf)
+  pdl_wait();
+  const int m = blockIdx.x, tid = threadIdx.x;
+  const long long MN = (long long)M * N;
+  for (long long i = (long long)m * 256 + tid; i < MN; i += 16 * 256) y[i] = 0.f;
+  const float* xr = x + (long long)m * K;
+  __shared__ float red[8];
+  float mx = 0.f;
+  if (m < M)
+    for (int k = tid; k < K; k += 256) mx = fmaxf(mx, fabsf(xr[perm ? perm[k] : k]));
+  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+  if ((tid & 31) == 0) red[tid >> 5] = mx;
+  __syncthreads();
+  mx = red[0];
+#pragma unroll
+  for (int w = 1; w < 8; w++) mx = fmaxf(mx, red[w]);
+  const float mul = pow2_scale(mx);
+  if (tid == 0) rmul[m] = mul;
+  const int gid = m & 7, rhi = m >> 3;
+  for (int p = tid; p < K / 2; p += 256) {  // the pair k = 2p, 2p + 1
+    const int k = 2 * p, s = k >> 4, kk = k & 15;
+    float v0 = 0.f, v1 = 0.f;
+    if (m < M) { v0 = xr[perm ? perm[k] : k] * mul; v1 = xr[perm ? perm[k + 1] : k + 1] * mul; }
+    xf[((long long)s * 32 + gid * 4 + ((kk & 7) >> 1)) * 4 + rhi + 2 * (kk >> 3)] = h2u(__floats2half2_rn(v0, v1));
+  }
+}
+#ifndef QM_MINB
+#define QM_MINB 3  // blocks of 4 warps per multiprocessor the registers must allow
+#endif
+// Block: 4 warps = cpb column chunks (64 columns each) × kw k sub-ranges of spw k16 steps; the block's k range
+// is blockIdx.y. Warps of one sub-range read the same x (L1 hits); sub-ranges are summed in shared memory, k
+// ranges (ksplit = gridDim.y > 1) added into y with atomics (xfrag_kernel zeroed it; bias from range 0).
+template <int G>
+__global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ y, const uint4* __restrict__ xf, const float* __restrict__ rmul, const uint4* __restrict__ packed,
+                                                            const unsigned int* __restrict__ sz, const float* __restrict__ bias, int M, int K, int N, int gs, int spw, int kw) {
+  extern __shared__ float4 qm_red[];  // sub-ranges 1..kw-1: [sub − 1][chunk][tile][lane], the warps' sums
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
+  const int cpb = 4 / kw, cw = warp % cpb, sub = warp / cpb;
+  const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
+  const int c = blockIdx.x * cpb + cw;
+  const bool live = c < N64;
+  const int kb0 = blockIdx.y * kw * spw;
+  const int w0 = live ? min(kb0 + sub * spw, K16) : K16, w1 = live ? min(w0 + spw, K16) : K16;  // this warp's k16 steps
+  const uint4* src = packed + (long long)c * K16 * 32 + lane;
+  const uint4* xsrc = xf + lane;
+  const uint4* szc = reinterpret_cast<const uint4*>(sz + ((long long)c * 8 + gid) * 8);  // + group·N64·16 uint4
+  const long long gstride = (long long)N64 * 16;
+  uint4 qa[QV_UNROLL], qb[QV_UNROLL], xa[QV_UNROLL], xb[QV_UNROLL];
+  auto load = [&](uint4* q, uint4* xv, const int s, const bool withx) {
+#pragma unroll
+    for (int u = 0; u < QV_UNROLL; u++)
+      if (s + u < w1) {
+        q[u] = ld_stream(src + (long long)(s + u) * 32);
+        if (withx) xv[u] = __ldg(xsrc + (long long)(s + u) * 32);
+      }
+  };
+  // weights and the first group's (scale, zero) do not depend on the kernel before (xfrag_kernel): first
+  load(qa, xa, w0, false);
+  load(qb, xb, w0 + QV_UNROLL, false);
+  uint4 nxt0 = make_uint4(0, 0, 0, 0), nxt1 = nxt0;
+  int grp = w0 / gs16, gnext = w0;
+  const uint4* szn = szc + grp * gstride;
+  if (w0 < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
+  pdl_wait();
+#pragma unroll
+  for (int u = 0; u < QV_UNROLL; u++) {
+    if (w0 + u < w1) xa[u] = __ldg(xsrc + (long long)(w0 + u) * 32);
+    if (w0 + QV_UNROLL + u < w1) xb[u] = __ldg(xsrc + (long long)(w0 + QV_UNROLL + u) * 32);
+  }
+  float acc[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
+  unsigned int Z[8], Z16[8], S[8];
+  auto enter = [&]() {  // a group starts: its (scale, zero) of column gid of each tile, prefetch the next group's
+    const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      const __half2 h = u2h(v[i]);
+      S[i] = h2u(__low2half2(h));
+      const __half2 zz = __high2half2(h);                            // 1024 + z
+      Z[i] = h2u(zz);
+      Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));  // −(64 + z)
+    }
+    szn += gstride;
+    gnext = (grp + 1) * gs16;
+    if (gnext < w1) { nxt0 = __ldg(szn); nxt1 = __ldg(szn + 1); }
+    grp++;
+  };
+  // one k16 step: B fragments (q − z)·scale of the 8 tiles, A from xf
+  auto step = [&](const uint4 qv, const uint4 a) {
+    const unsigned int qs[4] = {qv.x, qv.y, qv.z, qv.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const unsigned int hi = qs[j] >> 8;
+      const unsigned int h0 = nib2h(qs[j], 0x000f000fu), h1 = nib2h(qs[j], 0x00f000f0u);
+      const unsigned int h2 = nib2h(hi, 0x000f000fu), h3 = nib2h(hi, 0x00f000f0u);
+      const unsigned int b0 = h2u(__hmul2(__hsub2(u2h(h0), u2h(Z[2 * j])), u2h(S[2 * j])));
+      const unsigned int b1 = h2u(__hmul2(__hfma2(u2h(h1), inv16, u2h(Z16[2 * j])), u2h(S[2 * j])));
+      const unsigned int b2 = h2u(__hmul2(__hsub2(u2h(h2), u2h(Z[2 * j + 1])), u2h(S[2 * j + 1])));
+      const unsigned int b3 = h2u(__hmul2(__hfma2(u2h(h3), inv16, u2h(Z16[2 * j + 1])), u2h(S[2 * j + 1])));
+      mma16816(acc[2 * j], a.x, a.y, a.z, a.w, b0, b1);
+      mma16816(acc[2 * j + 1], a.x, a.y, a.z, a.w, b2, b3);
+    }
+  };
+  auto batch = [&](const uint4* q, const uint4* xv, const int s0, const bool full) {
+#pragma unroll
+    for (int b = 0; b < QV_UNROLL; b += G) {
+      const int sb = s0 + b;
+      if (full || sb < w1) {
+        if (sb == gnext) enter();
+#pragma unroll
+        for (int u = 0; u < G; u++) if (full || sb + u < w1) step(q[b + u], xv[b + u]);
+      }
+    }
+  };
+  int st = w0;
+  for (; st + 2 * QV_UNROLL <= w1; st += 2 * QV_UNROLL) {
+    batch(qa, xa, st, true);
+    load(qa, xa, st + 2 * QV_UNROLL, true);
+    batch(qb, xb, st + QV_UNROLL, true);
+    load(qb, xb, st + 3 * QV_UNROLL, true);
+  }
+  if (st < w1) {
+    batch(qa, xa, st, false);
+    batch(qb, xb, st + QV_UNROLL, false);
+  }
+  // sub-ranges 1.. hand their sums to sub-range 0's warp of the same chunk
+  if (kw > 1) {
+    if (sub > 0)
+#pragma unroll
+      for (int i = 0; i < 8; i++) qm_red[(((sub - 1) * cpb + cw) * 8 + i) * 32 + lane] = make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    __syncthreads();
+    if (sub > 0) return;
+    for (int r = 1; r < kw; r++)
+#pragma unroll
+      for (int i = 0; i < 8; i++) {
+        const float4 v = qm_red[(((r - 1) * cpb + cw) * 8 + i) * 32 + lane];
+        acc[i][0] += v.x; acc[i][1] += v.y; acc[i][2] += v.z; acc[i][3] += v.w;
+      }
+  }
+  if (!live) return;
+  const bool split = gridDim.y > 1, first = blockIdx.y == 0;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int r = gid + 8 * h;
+    if (r >= M) continue;
+    const float inv = 1.f / rmul[r];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      const int col = c * 64 + i * 8 + 2 * t;
+      float v0 = acc[i][2 * h] * inv, v1 = acc[i][2 * h + 1] * inv;
+      if (bias && first) { v0 += bias[col]; v1 += bias[col + 1]; }
+      float* yp = y + (long long)r * N + col;
+      if (!split) *reinterpret_cast<float2*>(yp) = make_float2(v0, v1);
+      else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float2*>(yp), make_float2(v0, v1));
+#else
+        atomicAdd(yp, v0);
+        atomicAdd(yp + 1, v1);
+#endif
+      }
+    }
+  }
+}
+
 static int cc_major() {
   static int v = 0;
   if (!v) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev); }
@@ -789,6 +971,46 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   GQ_LAUNCHED("matmul4 (gemv)");
   return GQ_OK;
 }
+// M = 5..16 (see qm4m_kernel): xfrag_kernel, then the matmul, both with programmatic dependent launch
+static int launch_qm4m(float* y, const float* x, const uint4* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
+  const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16, G = gs16 % 4 == 0 ? 4 : gs16 % 2 == 0 ? 2 : 1;
+  typedef void (*Kern)(float*, const uint4*, const float*, const uint4*, const unsigned int*, const float*, int, int, int, int, int, int);
+  static const Kern kernels[3] = {qm4m_kernel<4>, qm4m_kernel<2>, qm4m_kernel<1>};
+  const int vi = G == 4 ? 0 : G == 2 ? 1 : 2;
+  // tuning knobs (bench sweeps): GPTQ_QM_KW k sub-ranges per block (1, 2 or 4; the block's 4 warps cover
+  // 4 / kw column chunks), GPTQ_QM_WAVES blocks per resident slot, GPTQ_QM_MINSPW fewest k16 steps per warp
+  static int kw = 0, minspw = 0;
+  static double waves = 0;
+  if (!kw) {
+    const char* k = getenv("GPTQ_QM_KW");
+    const char* w = getenv("GPTQ_QM_WAVES");
+    const char* m = getenv("GPTQ_QM_MINSPW");
+    kw = k && (atoi(k) == 1 || atoi(k) == 2 || atoi(k) == 4) ? atoi(k) : 2;
+    waves = w && atof(w) > 0 ? atof(w) : 1.0;
+    minspw = m && atoi(m) > 0 ? atoi(m) : 8;
+  }
+  const int cpb = 4 / kw, cblocks = (N64 + cpb - 1) / cpb;
+  const size_t smem = (size_t)(kw - 1) * cpb * 8 * 32 * sizeof(float4);
+  static int fit[3] = {};
+  if (!fit[vi]) {
+    GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kernels[vi], 128, 3 * 8 * 32 * sizeof(float4)));
+    if (fit[vi] < 1) fit[vi] = 1;
+  }
+  int ksplit = (int)(fit[vi] * sm_count() * waves) / cblocks;
+  ksplit = ksplit < 1 ? 1 : ksplit;
+  int spw = (K16 + kw * ksplit - 1) / (kw * ksplit);
+  spw = spw < minspw ? minspw : spw;
+  spw = (spw + G - 1) / G * G;
+  ksplit = (K16 + kw * spw - 1) / (kw * spw);
+  static Grown xfb;  // xf [K16][32] uint4, then rmul [16]
+  GQ_TRY(grow(xfb, (size_t)K16 * 512 + 16 * sizeof(float), "matmul4 (5-16 rows): a new widest x"));
+  unsigned int* xf = static_cast<unsigned int*>(xfb.p);
+  float* rmul = reinterpret_cast<float*>(static_cast<char*>(xfb.p) + (size_t)K16 * 512);
+  GQ_CUDA(gq::launch(xfrag_kernel, dim3(16), dim3(256), 0, xf, rmul, y, x, perm, M, K, N));
+  GQ_CUDA(gq::launch(kernels[vi], dim3(cblocks, ksplit), dim3(128), smem, y, reinterpret_cast<const uint4*>(xf), static_cast<const float*>(rmul), packed, sz, bias, M, K, N, gs, spw, kw));
+  GQ_LAUNCHED("matmul4 (5-16 rows)");
+  return GQ_OK;
+}
 int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
@@ -802,6 +1024,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   const int N64 = N / 64, K16 = K / 16;
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) return launch_gemv(one_weight(y, packed, sz, bias, N, nullptr), x, perm, M, K, gs);
   if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
+  if (M <= 16 && !getenv("GPTQ_QM_OLD")) return launch_qm4m(y, x, reinterpret_cast<const uint4*>(packed), sz, perm, bias, M, K, N, gs);
   for (int m0 = 0; m0 < M; m0 += 32) {
     const int mm = M - m0 < 32 ? M - m0 : 32;
     // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
