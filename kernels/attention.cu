@@ -9,19 +9,6 @@
 #include "common.cuh"
 #include <cstdlib>
 
-// max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); red: 32 floats of shared memory
-template <bool MAX>
-__device__ float block_reduce(float v, float* red) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  for (int o = 16; o; o >>= 1) { const float u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? fmaxf(v, u) : v + u; }
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  v = red[0];
-  for (int w = 1; w < nw; w++) v = MAX ? fmaxf(v, red[w]) : v + red[w];
-  __syncthreads();  // red may be reused
-  return v;
-}
-
 // Decoding: one block of ATT_THREADS per (head, query row). Scores: warps over keys (4 at a time), lanes over
 // dimensions; softmax over the block, then P·V with warps over keys and lanes over dimensions,
 // warps' partial rows summed in shared memory. Shared: q [hd], scores [L], partials [warps][hd].
@@ -62,10 +49,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small_kernel(float* out, con
       }
     }
   }
-  mx = block_reduce<true>(mx, red);
+  mx = block_reduce<true, float>(mx, red);
   float s = 0.f;
   for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
-  s = block_reduce<false>(s, red);  // its barrier also makes every sc[j] visible
+  s = block_reduce<false, float>(s, red);  // its barrier also makes every sc[j] visible
   const float inv = 1.f / s;
   for (int i0 = 0; i0 < hd; i0 += 32) {
     const int i = i0 + lane;
@@ -116,10 +103,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small4_kernel(float* out, co
     sc[j] = d;
     mx = fmaxf(mx, d);
   }
-  mx = block_reduce<true>(mx, red);
+  mx = block_reduce<true, float>(mx, red);
   float s = 0.f;
   for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
-  s = block_reduce<false>(s, red);  // its barrier also makes every sc[j] visible
+  s = block_reduce<false, float>(s, red);  // its barrier also makes every sc[j] visible
   const float inv = 1.f / s;
   const int KL = blockDim.x / D4, d = threadIdx.x % D4, kl = threadIdx.x / D4;
   if (kl < KL) {
@@ -241,10 +228,10 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
       }
     }
   }
-  mx = block_reduce<true>(mx, red);  // (its barrier also makes every sc[j] visible)
+  mx = block_reduce<true, float>(mx, red);  // (its barrier also makes every sc[j] visible)
   float s = 0.f;
   for (int j = threadIdx.x; j < L; j += blockDim.x) { const float e = __expf(sc[j] - mx); sc[j] = e; s += e; }
-  s = block_reduce<false>(s, red);
+  s = block_reduce<false, float>(s, red);
   const float inv = 1.f / s;
   float4 o = zero;
   for (int j0 = kl; j0 < L; j0 += KL * U) {
@@ -281,10 +268,10 @@ __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   __shared__ float red[32];
   float mx = -INFINITY;
   for (int j = threadIdx.x; j <= last; j += blockDim.x) mx = fmaxf(mx, row[j]);
-  mx = block_reduce<true>(mx, red);
+  mx = block_reduce<true, float>(mx, red);
   float s = 0.f;
   for (int j = threadIdx.x; j <= last; j += blockDim.x) s += __expf(row[j] - mx);
-  s = block_reduce<false>(s, red);
+  s = block_reduce<false, float>(s, red);
   const float inv = 1.f / s;
   for (int j = threadIdx.x; j < L; j += blockDim.x) row[j] = j <= last ? __expf(row[j] - mx) * inv : 0.f;
 }

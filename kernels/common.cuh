@@ -62,6 +62,27 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); every thread gets the result.
+// red: 32 T of shared memory, free for reuse when it returns. (fmaxf/fmax: a NaN loses to a number, as before.)
+__device__ __forceinline__ float reduce_op_max(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ double reduce_op_max(double a, double b) { return fmax(a, b); }
+template <bool MAX, typename T>
+__device__ __forceinline__ T block_reduce(T v, T* red) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (int o = 16; o; o >>= 1) { const T u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? reduce_op_max(v, u) : v + u; }
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < nw ? red[lane] : MAX ? red[0] : T(0);
+    for (int o = 16; o; o >>= 1) { const T u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? reduce_op_max(v, u) : v + u; }
+    if (lane == 0) red[0] = v;
+  }
+  __syncthreads();
+  v = red[0];
+  __syncthreads();  // red may be reused
+  return v;
+}
+
 static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 namespace gq {

@@ -7,29 +7,11 @@ __device__ void row_stats(const float* row, int V, float* mx_out, double* sum_ou
   __shared__ double ssum[32];
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, row[j]);
-  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-  if ((threadIdx.x & 31) == 0) smax[threadIdx.x >> 5] = mx;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    mx = threadIdx.x < (blockDim.x >> 5) ? smax[threadIdx.x] : -INFINITY;
-    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-    if (threadIdx.x == 0) smax[0] = mx;
-  }
-  __syncthreads();
-  mx = smax[0];
+  mx = block_reduce<true, float>(mx, smax);
   double s = 0;
   for (int j = threadIdx.x; j < V; j += blockDim.x) s += exp((double)(row[j] - mx));
-  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-  if ((threadIdx.x & 31) == 0) ssum[threadIdx.x >> 5] = s;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    s = threadIdx.x < (blockDim.x >> 5) ? ssum[threadIdx.x] : 0.0;
-    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-    if (threadIdx.x == 0) ssum[0] = s;
-  }
-  __syncthreads();
   *mx_out = mx;
-  *sum_out = ssum[0];
+  *sum_out = block_reduce<false, double>(s, ssum);
 }
 
 __global__ void log_softmax_kernel(float* out, const float* x, int V) {

@@ -3,10 +3,11 @@
 // Fast 4-bit path (Marlin-style): at load time the standard qweight is repacked so that one 16-byte load per
 // lane holds the m16n8k16 B fragments of 8 n8-tiles (64 columns) for one k16 step, with K sorted by group
 // (act-order becomes a permutation of x). The kernel dequantizes nibbles to fp16 in registers
-// (1024 + q via the 0x6400 exponent trick, minus 1024 + zero, times scale) and runs mma.sync with fp32
-// accumulators; K is split across blocks whose sums are added into y with atomics. M = 1..4 (decoding) takes
-// a GEMV kernel over the same layout (qm4v_kernel: no tensor cores, loads pipelined in registers).
-// Generic path: any bit width / shape, one thread per output. Large M: dequantize once, then cuBLAS.
+// (1024 + q via the 0x6400 exponent trick, minus 1024 + zero, times scale). M = 1..4 (decoding): a GEMV kernel
+// (qm4v_kernel: no tensor cores, loads pipelined in registers). More rows, 16 at a time: qm4m_kernel (mma.sync
+// with fp32 accumulators, x converted once into A-fragment order by xfrag_kernel, K split across blocks whose
+// sums are added into y with atomics). Generic path: any bit width / shape, one thread per output. Large M
+// (the backend's choice): dequantize once, then cuBLAS.
 #include "common.cuh"
 #include <cstdlib>
 #include <cstdint>
@@ -86,34 +87,15 @@ __device__ __forceinline__ unsigned int nib2h(unsigned int q, unsigned int mask)
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(q), "r"(mask), "r"(0x64006400u));  // (a & b) | c
   return d;
 }
-__device__ __forceinline__ unsigned int dq2(unsigned int q, unsigned int zz, unsigned int ss) {
-  unsigned int h = nib2h(q, 0x000f000fu);  // half2(1024 + lo nibble, 1024 + hi nibble)
-  __half2 r = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zz)), *reinterpret_cast<__half2*>(&ss));
-  return *reinterpret_cast<unsigned int*>(&r);
-}
-// mma.sync m16n8k16 and cp.async need sm_80; sm_75 builds get empty stand-ins (qm4_kernel is never launched there)
+// mma.sync m16n8k16 needs sm_80; sm_75 builds get an empty stand-in (qm4m_kernel is never launched there)
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 __device__ __forceinline__ void mma16816(float* c, unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3, unsigned int b0, unsigned int b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 #else
 __device__ __forceinline__ void mma16816(float*, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int) {}
-__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void cp_async16(void*, const void*) {}
-__device__ __forceinline__ void cp_async8(void*, const void*) {}
-__device__ __forceinline__ void cp_commit() {}
-template <int N> __device__ __forceinline__ void cp_wait() {}
 #endif
 
 // pow2_scale: the power of two that puts mx in (128, 256] (1 for 0 or non-finite mx): x times it in fp16 keeps
@@ -123,189 +105,6 @@ __device__ __forceinline__ float pow2_scale(float mx) {
   frexpf(mx, &e);  // mx = f·2^e, f in [0.5, 1)
   return mx > 0.f && mx < 3e38f ? ldexpf(1.f, 8 - e) : 1.f;
 }
-// xs [m][stride] (fp16) = x [m, k0 + kk] · rmul[m] (through perm), kk < kl; rmul (shared, M <= 32) per row from
-// the row's largest |x| in this k range (one warp per row), then the conversion with 4 loads in flight per thread.
-// (Measured on an H200, four 7B shapes at M = 16: 127 us without the factors, 144 us with them; without them
-// activations below fp16's normal range (~6e-5) lost precision: 1.5% error at |x| ~ 1e-6.)
-__device__ __forceinline__ void stage_x(__half* xs, int stride, float* rmul, const float* __restrict__ x, const int* __restrict__ perm, int M, int K, int k0, int kl) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  for (int m = warp; m < M; m += nw) {
-    float mx = 0.f;
-    for (int k = lane; k < kl; k += 32) mx = fmaxf(mx, fabsf(x[(long long)m * K + (perm ? perm[k0 + k] : k0 + k)]));
-    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-    if (lane == 0) rmul[m] = pow2_scale(mx);
-  }
-  __syncthreads();
-  const int n = M * kl;
-  for (int i0 = threadIdx.x; i0 < n; i0 += 4 * blockDim.x) {
-    float v[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int i = i0 + u * blockDim.x, m = i / kl, k = k0 + i - m * kl;
-      v[u] = i < n ? x[(long long)m * K + (perm ? perm[k] : k)] : 0.f;
-    }
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int i = i0 + u * blockDim.x, m = i / kl;
-      if (i < n) xs[m * stride + i - m * kl] = __float2half_rn(v[u] * rmul[m]);
-    }
-  }
-}
-
-#define QM_WARPS 4
-#define QM_DEPTH 8
-// Block: QM_WARPS warps over consecutive 64-column chunks, one k range of kpw k16 steps (blockIdx.y). x rows
-// [0, M) of that k range are staged in shared memory as fp16, each row times its power of two (stage_x; gathered
-// through perm for act-order). Each warp streams its weights through a QM_DEPTH-stage cp.async ring in shared
-// memory (a group's scale/zero pairs ride along when the group starts). B fragments are the exact small
-// integers q − zero in fp16: nibbles become 1024 + q (or 1024 + 16q) by OR-ing an exponent, and one HSUB2
-// (or HFMA2 by 1/16) removes 1024 + zero. The mma sums a group in fp32; the group's scale multiplies that sum once. With several k ranges each warp
-// adds its sums into y with atomics (y zeroed first by the host), so no warp waits on another. (Measured on
-// an H200: sharing one column chunk among a block's warps, reduced in shared memory, was 2x slower.)
-struct QmRing {
-  uint4 w[QM_DEPTH][32];             // one k16 step of weights per lane per stage
-  unsigned int sz[QM_DEPTH][8][8];   // (scale, 1024 + zero) half2 of the 8 tiles' columns, per gid
-};
-template <int MT>
-__global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ y, const float* __restrict__ x, const int* __restrict__ perm,
-                                                           const uint4* __restrict__ packed, const unsigned int* __restrict__ sz, const float* __restrict__ bias,
-                                                           int M, int K, int N, int gs, int kpw, int ksplit) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  QmRing* rings = reinterpret_cast<QmRing*>(smem);
-  __half* xs = reinterpret_cast<__half*>(smem + sizeof(QmRing) * QM_WARPS);  // [M][kpw·16 + 8]
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
-  const int ks = blockIdx.y;
-  const int s0 = ks * kpw, s1 = min(s0 + kpw, K16);
-  const int c = blockIdx.x * QM_WARPS + warp;
-  const int gid = lane >> 2, t = lane & 3;
-  QmRing& ring = rings[warp];
-  const uint4* src = packed + ((long long)c * K16) * 32 + lane;
-  const unsigned int* szc = sz + ((long long)c * 8 + gid) * 8 + 2 * t;  // + group·N64·64
-  const bool live = c < N64;
-  // issue side: k16 step si goes to ring slot (si − s0) % QM_DEPTH; gi = position of si inside its group
-  int si = s0, gi = s0 % gs16;
-  auto issue = [&](int slot) {
-    if (live && si < s1) {
-      cp_async16(&ring.w[slot][lane], src + (long long)si * 32);
-      if (gi == 0 || si == s0) cp_async8(&ring.sz[slot][gid][2 * t], szc + (long long)(si / gs16) * N64 * 64);
-    }
-    cp_commit();
-    si++;
-    if (++gi == gs16) gi = 0;
-  };
-#pragma unroll
-  for (int i = 0; i < QM_DEPTH - 1; i++) issue(i);
-  const int stride = kpw * 16 + 8;
-  __shared__ float rmul[32];  // per row: the staging factor (stage_x), divided out at the end
-  stage_x(xs, stride, rmul, x, perm, M, K, s0 * 16, (s1 - s0) * 16);
-  __syncthreads();
-  if (!live) return;
-  float acc[MT][8][4], accg[MT][8][4];
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-#pragma unroll
-      for (int j = 0; j < 4; j++) acc[mt][i][j] = accg[mt][i][j] = 0.f;
-  float S[16];  // [0..7]: column 2t of each tile, [8..15]: column 2t + 1
-  unsigned int Z[8], Z16[8];
-  const __half2 inv16 = __float2half2_rn(1.f / 16.f);
-  int gp = s0 % gs16;  // process side position inside the group
-  const bool two = M > MT * 16 - 8;  // rows g + 8 of the last m16 tile are live
-  for (int sb = s0; sb < s1; sb += QM_DEPTH) {
-#pragma unroll
-    for (int u = 0; u < QM_DEPTH; u++) {
-      const int s = sb + u;
-      if (s < s1) {
-        issue((u + QM_DEPTH - 1) % QM_DEPTH);
-        cp_wait<QM_DEPTH - 1>();
-        __syncwarp();
-        const uint4 q = ring.w[u][lane];
-        if (gp == 0 || s == s0) {
-          if (s != s0) {
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-              for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) { acc[mt][i][j] += S[(j & 1) * 8 + i] * accg[mt][i][j]; accg[mt][i][j] = 0.f; }
-          }
-#pragma unroll
-          for (int i = 0; i < 8; i++) {
-            // scales for this lane's accumulator columns 2t, 2t+1 of tile i; zero for its B column gid
-            const unsigned int v0 = ring.sz[u][2 * t][i], v1 = ring.sz[u][2 * t + 1][i];
-            S[i] = __low2float(*reinterpret_cast<const __half2*>(&v0));
-            S[8 + i] = __low2float(*reinterpret_cast<const __half2*>(&v1));
-            const unsigned int v = ring.sz[u][gid][i];
-            const __half2 h = *reinterpret_cast<const __half2*>(&v);
-            const __half2 zz = __high2half2(h);                                  // 1024 + z
-            const __half2 z16 = __hneg2(__hsub2(zz, __float2half2_rn(960.f)));  // −(64 + z)
-            Z[i] = *reinterpret_cast<const unsigned int*>(&zz);
-            Z16[i] = *reinterpret_cast<const unsigned int*>(&z16);
-          }
-        }
-        if (++gp == gs16) gp = 0;
-        const int kk = (s - s0) * 16 + 2 * t;
-        unsigned int a[MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-          const int r0 = mt * 16 + gid, r1 = r0 + 8;
-          a[mt][0] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk) : 0u;
-          a[mt][2] = r0 < M ? *reinterpret_cast<const unsigned int*>(xs + r0 * stride + kk + 8) : 0u;
-          a[mt][1] = (mt < MT - 1 || two) && r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk) : 0u;
-          a[mt][3] = (mt < MT - 1 || two) && r1 < M ? *reinterpret_cast<const unsigned int*>(xs + r1 * stride + kk + 8) : 0u;
-        }
-        const unsigned int qs[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const int ta = 2 * j, tb = 2 * j + 1;
-          const unsigned int hi = qs[j] >> 8;
-          unsigned int b[4];
-          {
-            // (plain C here: the LOP3 asm of the GEMV measured 12% slower in this kernel on an H200)
-            unsigned int h0 = (qs[j] & 0x000f000fu) | 0x64006400u, h1 = (qs[j] & 0x00f000f0u) | 0x64006400u;
-            unsigned int h2 = (hi & 0x000f000fu) | 0x64006400u, h3 = (hi & 0x00f000f0u) | 0x64006400u;
-            __half2 r0 = __hsub2(*reinterpret_cast<__half2*>(&h0), *reinterpret_cast<const __half2*>(&Z[ta]));
-            __half2 r1 = __hfma2(*reinterpret_cast<__half2*>(&h1), inv16, *reinterpret_cast<const __half2*>(&Z16[ta]));
-            __half2 r2 = __hsub2(*reinterpret_cast<__half2*>(&h2), *reinterpret_cast<const __half2*>(&Z[tb]));
-            __half2 r3 = __hfma2(*reinterpret_cast<__half2*>(&h3), inv16, *reinterpret_cast<const __half2*>(&Z16[tb]));
-            b[0] = *reinterpret_cast<unsigned int*>(&r0); b[1] = *reinterpret_cast<unsigned int*>(&r1);
-            b[2] = *reinterpret_cast<unsigned int*>(&r2); b[3] = *reinterpret_cast<unsigned int*>(&r3);
-          }
-#pragma unroll
-          for (int mt = 0; mt < MT; mt++) {
-            mma16816(accg[mt][ta], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b[0], b[1]);
-            mma16816(accg[mt][tb], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b[2], b[3]);
-          }
-        }
-        __syncwarp();
-      }
-    }
-  }
-  cp_wait<0>();
-  // one k range: y = sum + bias; several: atomically added into y, which the host zeroed (bias from range 0)
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++) {
-      const int col = c * 64 + nt * 8 + 2 * t;
-      const float b0 = bias && ks == 0 ? bias[col] : 0.f, b1 = bias && ks == 0 ? bias[col + 1] : 0.f;
-#pragma unroll
-      for (int h = 0; h < 2; h++) {
-        const int r = mt * 16 + gid + 8 * h;
-        if (r >= M) continue;
-        const float inv = 1.f / rmul[r];
-        const float v0 = (acc[mt][nt][2 * h] + S[nt] * accg[mt][nt][2 * h]) * inv + b0;
-        const float v1 = (acc[mt][nt][2 * h + 1] + S[8 + nt] * accg[mt][nt][2 * h + 1]) * inv + b1;
-        float* yp = y + (long long)r * N + col;
-        if (ksplit == 1) *reinterpret_cast<float2*>(yp) = make_float2(v0, v1);
-        else { atomicAdd(yp, v0); atomicAdd(yp + 1, v1); }
-      }
-    }
-}
-
-
 // ---- GEMV path (M <= 4: decoding) on the same repacked layout ----
 // One lane streams one uint4 per k16 step (8 columns × 4 k values, see repack4_kernel), software-pipelined in
 // registers: the next QV_UNROLL steps' loads are in flight while the current ones are computed. Nibbles become
@@ -317,9 +116,9 @@ __global__ void __launch_bounds__(QM_WARPS * 32) qm4_kernel(float* __restrict__ 
 // stretches. x is staged in fp16 times a power of two that puts the largest |x| of the warp's k range in
 // (128, 256], so those sums cannot overflow and small activations keep their precision; each warp stages its
 // own range (no block barrier before the main loop).
-// Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200),
-// and an m16 tensor-core form of this kernel for 5-16 rows (weights in registers, x as the tile's rows) was
-// 2x slower than qm4_kernel at M = 16 there (249 against 127 us over the four 7B shapes).
+// Tensor cores do not pay at M = 1 (15 of 16 rows of every mma would be padding: measured slower on an H200).
+// (5-16 rows: qm4m_kernel below, the same weight stream with mma.sync; an earlier m16 form that staged 16 rows
+// of x per warp, per 64-column chunk, was 2x slower than the cp.async tensor-core kernel it was meant to replace.)
 // Block: QV_WARPS warps on one 64-column chunk, contiguous k ranges per warp, summed in shared memory; k
 // ranges across blocks are summed by the last block to arrive, or on sm_90 through a cluster (see launch_gemv).
 // Several weights sharing x (QvArgs) and a gated input (silu(x)·u) go through the same kernel.
@@ -652,37 +451,60 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 // k16 step is one coalesced 16-byte load per lane (L1/L2 hits: every column chunk reads the same x), not a
 // staging pass per block; the weights stream through registers as in the GEMV (two batches of QV_UNROLL k16
 // steps in flight per warp); the group's scale is folded into the dequantized fragment, (q − zero)·scale in
-// fp16 (as Marlin and ExLlama do), so the mma accumulates straight into fp32 with no per-group flush.
+// fp16 (as Marlin and ExLlama do), so the mma accumulates straight into fp32 with no per-group flush. More rows
+// run 16 at a time. Measured on an H200, four 7B shapes at M = 16: 71.2 us (1.59x cuBLAS fp16), against 144.7 us
+// for the kernel it replaced (x staged per block of 4 chunks from fp32, weights through a cp.async ring, fp32
+// group sums: 287 instructions per k16 step and warp, half the issue slots idle). Dropped: x fragments copied
+// into shared memory per block with 8 steps per batch (80.7 us), 4 blocks per multiprocessor (spills).
 // xf [K16][32][4] (u32 half2): lane (gid, t), register r of step s holds rows gid (r = 0, 2) / gid + 8 (r = 1, 3)
 // at k = 16s + 2t, +1 (r = 0, 1) or 16s + 2t + 8, +9 (r = 2, 3), of x [m, perm(k)] · rmul[m], rmul[m] the power of
 // two that puts row m's largest |x| in (128, 256] (rows >= M are zero). The same kernel zeroes y [M, N], into
-// which the split-K sums are added. One block per row (16 blocks).
-__global__ void __launch_bounds__(256) xfrag_kernel(unsigned int* __restrict__ xf, float* __restrict__ rmul, float* __restrict__ y, const float* __restrict__ x,
-                                                   const int* __restrict__ perm, int M, int K, int N) {
+// which the split-K sums are added. One block per row (16 blocks); without perm and with K <= XF_THREADS·4·XF_REG
+// the row is read once, into registers.
+#define XF_THREADS 512
+#define XF_REG 6
+__global__ void __launch_bounds__(XF_THREADS) xfrag_kernel(unsigned int* __restrict__ xf, float* __restrict__ rmul, float* __restrict__ y, const float* __restrict__ x,
+                                                          const int* __restrict__ perm, int M, int K, int N) {
   pdl_launch_dependents();  // the matmul after it streams weights meanwhile (it waits before reading xf)
   pdl_wait();
   const int m = blockIdx.x, tid = threadIdx.x;
   const long long MN = (long long)M * N;
-  for (long long i = (long long)m * 256 + tid; i < MN; i += 16 * 256) y[i] = 0.f;
+  for (long long i = (long long)m * XF_THREADS + tid; i < MN; i += 16 * XF_THREADS) y[i] = 0.f;
   const float* xr = x + (long long)m * K;
-  __shared__ float red[8];
+  const bool live = m < M;
+  const bool inreg = !perm && K <= XF_THREADS * 4 * XF_REG && K % 4 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+  float4 v[XF_REG];
   float mx = 0.f;
-  if (m < M)
-    for (int k = tid; k < K; k += 256) mx = fmaxf(mx, fabsf(xr[perm ? perm[k] : k]));
-  for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
-  if ((tid & 31) == 0) red[tid >> 5] = mx;
-  __syncthreads();
-  mx = red[0];
+  if (inreg) {
 #pragma unroll
-  for (int w = 1; w < 8; w++) mx = fmaxf(mx, red[w]);
+    for (int r = 0; r < XF_REG; r++) {
+      const int i = tid + r * XF_THREADS;
+      v[r] = live && i < K / 4 ? reinterpret_cast<const float4*>(xr)[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+      mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v[r].x), fabsf(v[r].y)), fmaxf(fabsf(v[r].z), fabsf(v[r].w))));
+    }
+  } else if (live) {
+    for (int k = tid; k < K; k += XF_THREADS) mx = fmaxf(mx, fabsf(xr[perm ? perm[k] : k]));
+  }
+  __shared__ float red[32];
+  mx = block_reduce<true, float>(mx, red);
   const float mul = pow2_scale(mx);
   if (tid == 0) rmul[m] = mul;
   const int gid = m & 7, rhi = m >> 3;
-  for (int p = tid; p < K / 2; p += 256) {  // the pair k = 2p, 2p + 1
-    const int k = 2 * p, s = k >> 4, kk = k & 15;
-    float v0 = 0.f, v1 = 0.f;
-    if (m < M) { v0 = xr[perm ? perm[k] : k] * mul; v1 = xr[perm ? perm[k + 1] : k + 1] * mul; }
-    xf[((long long)s * 32 + gid * 4 + ((kk & 7) >> 1)) * 4 + rhi + 2 * (kk >> 3)] = h2u(__floats2half2_rn(v0, v1));
+  auto put = [&](int k, float v0, float v1) {  // the pair k, k + 1 (k even)
+    const int s = k >> 4, kk = k & 15;
+    xf[((long long)s * 32 + gid * 4 + ((kk & 7) >> 1)) * 4 + rhi + 2 * (kk >> 3)] = h2u(__floats2half2_rn(v0 * mul, v1 * mul));
+  };
+  if (inreg) {
+#pragma unroll
+    for (int r = 0; r < XF_REG; r++) {
+      const int i = tid + r * XF_THREADS;
+      if (i < K / 4) { put(4 * i, v[r].x, v[r].y); put(4 * i + 2, v[r].z, v[r].w); }
+    }
+  } else {
+    for (int p = tid; p < K / 2; p += XF_THREADS) {
+      const int k = 2 * p;
+      put(k, live ? xr[perm ? perm[k] : k] : 0.f, live ? xr[perm ? perm[k + 1] : k + 1] : 0.f);
+    }
   }
 }
 #ifndef QM_MINB
@@ -978,14 +800,15 @@ static int launch_qm4m(float* y, const float* x, const uint4* packed, const unsi
   static const Kern kernels[3] = {qm4m_kernel<4>, qm4m_kernel<2>, qm4m_kernel<1>};
   const int vi = G == 4 ? 0 : G == 2 ? 1 : 2;
   // tuning knobs (bench sweeps): GPTQ_QM_KW k sub-ranges per block (1, 2 or 4; the block's 4 warps cover
-  // 4 / kw column chunks), GPTQ_QM_WAVES blocks per resident slot, GPTQ_QM_MINSPW fewest k16 steps per warp
+  // 4 / kw column chunks; default 4: measured on an H200, four 7B shapes at M = 16, 70.3 us against 71.6 with 2
+  // and 73.0 with 1), GPTQ_QM_WAVES blocks per resident slot (2: 82.3 us), GPTQ_QM_MINSPW fewest k16 steps per warp
   static int kw = 0, minspw = 0;
   static double waves = 0;
   if (!kw) {
     const char* k = getenv("GPTQ_QM_KW");
     const char* w = getenv("GPTQ_QM_WAVES");
     const char* m = getenv("GPTQ_QM_MINSPW");
-    kw = k && (atoi(k) == 1 || atoi(k) == 2 || atoi(k) == 4) ? atoi(k) : 2;
+    kw = k && (atoi(k) == 1 || atoi(k) == 2 || atoi(k) == 4) ? atoi(k) : 4;
     waves = w && atof(w) > 0 ? atof(w) : 1.0;
     minspw = m && atoi(m) > 0 ? atoi(m) : 8;
   }
@@ -1006,7 +829,7 @@ static int launch_qm4m(float* y, const float* x, const uint4* packed, const unsi
   GQ_TRY(grow(xfb, (size_t)K16 * 512 + 16 * sizeof(float), "matmul4 (5-16 rows): a new widest x"));
   unsigned int* xf = static_cast<unsigned int*>(xfb.p);
   float* rmul = reinterpret_cast<float*>(static_cast<char*>(xfb.p) + (size_t)K16 * 512);
-  GQ_CUDA(gq::launch(xfrag_kernel, dim3(16), dim3(256), 0, xf, rmul, y, x, perm, M, K, N));
+  GQ_CUDA(gq::launch(xfrag_kernel, dim3(16), dim3(XF_THREADS), 0, xf, rmul, y, x, perm, M, K, N));
   GQ_CUDA(gq::launch(kernels[vi], dim3(cblocks, ksplit), dim3(128), smem, y, reinterpret_cast<const uint4*>(xf), static_cast<const float*>(rmul), packed, sz, bias, M, K, N, gs, spw, kw));
   GQ_LAUNCHED("matmul4 (5-16 rows)");
   return GQ_OK;
@@ -1015,38 +838,11 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   GQ_CHECK_INIT();
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1, "matmul4: M = %d", M);
-  static bool opted = false;
-  if (!opted && cc_major() >= 8) {
-    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
-    GQ_CUDA(cudaFuncSetAttribute(qm4_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
-    opted = true;
-  }
-  const int N64 = N / 64, K16 = K / 16;
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) return launch_gemv(one_weight(y, packed, sz, bias, N, nullptr), x, perm, M, K, gs);
   if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
-  if (M <= 16 && !getenv("GPTQ_QM_OLD")) return launch_qm4m(y, x, reinterpret_cast<const uint4*>(packed), sz, perm, bias, M, K, N, gs);
-  for (int m0 = 0; m0 < M; m0 += 32) {
-    const int mm = M - m0 < 32 ? M - m0 : 32;
-    // about 12 warps per multiprocessor, each streaming >= 16 k16 steps through its cp.async ring
-    const int MT = mm <= 16 ? 1 : 2;
-    const long long want = (long long)sm_count() * 12;
-    int ksplit = (int)((want + N64 - 1) / N64);
-    ksplit = ksplit < 1 ? 1 : ksplit > K16 ? K16 : ksplit;
-    int kpw = (K16 + ksplit - 1) / ksplit;
-    kpw = kpw < 16 ? 16 : (kpw + QM_DEPTH - 1) / QM_DEPTH * QM_DEPTH;
-    const int maxk = (64 * 1024 / (mm * 2) - 8) / 16 / QM_DEPTH * QM_DEPTH;  // shared memory for x
-    if (kpw > maxk) kpw = maxk;
-    ksplit = (K16 + kpw - 1) / kpw;
-    const size_t smem = sizeof(QmRing) * QM_WARPS + (size_t)mm * (kpw * 16 + 8) * sizeof(__half);
-    dim3 grid((N64 + QM_WARPS - 1) / QM_WARPS, ksplit);
-    const uint4* pk = reinterpret_cast<const uint4*>(packed);
-    float* yy = y + (long long)m0 * N;
-    const float* xx = x + (long long)m0 * K;
-    if (ksplit > 1) GQ_CUDA(cudaMemsetAsync(yy, 0, sizeof(float) * (size_t)mm * N, gq::stream));
-    if (MT == 1) qm4_kernel<1><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, mm, K, N, gs, kpw, ksplit);
-    else qm4_kernel<2><<<grid, QM_WARPS * 32, smem, gq::stream>>>(yy, xx, perm, pk, sz, bias, mm, K, N, gs, kpw, ksplit);
-    GQ_LAUNCHED("matmul4");
-  }
+  // 16 rows at a time (each slice streams the weights again)
+  for (int m0 = 0; m0 < M; m0 += 16)
+    GQ_TRY(launch_qm4m(y + (long long)m0 * N, x + (long long)m0 * K, reinterpret_cast<const uint4*>(packed), sz, perm, bias, M - m0 < 16 ? M - m0 : 16, K, N, gs));
   return GQ_OK;
 }
 int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,

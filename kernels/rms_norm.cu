@@ -19,18 +19,6 @@ __global__ void rms_norm_kernel(float* out, const float* x, const float* w, int 
     else return v * v;
   };
   __shared__ float red[32];
-  auto block_sum = [&](float ss) {
-    for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-      ss = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-      for (int d = 16; d; d >>= 1) ss += __shfl_xor_sync(0xffffffff, ss, d);
-      if (threadIdx.x == 0) red[0] = ss;
-    }
-    __syncthreads();
-    return red[0];
-  };
   if (n <= RN_REG * (int)blockDim.x) {
     // the row fits RN_REG vectors per thread: x, r and w loaded together, the sum kept in registers (one round
     // trip to memory before the reduction instead of three passes)
@@ -57,7 +45,7 @@ __global__ void rms_norm_kernel(float* out, const float* x, const float* w, int 
         ss += sq(a[u]);
       }
     }
-    const float inv = rsqrtf(block_sum(ss) / H + eps);
+    const float inv = rsqrtf(block_reduce<false, float>(ss, red) / H + eps);
 #pragma unroll
     for (int u = 0; u < RN_REG; u++) {
       const int i = threadIdx.x + u * blockDim.x;
@@ -80,7 +68,7 @@ __global__ void rms_norm_kernel(float* out, const float* x, const float* w, int 
   }
   float ss = 0.f;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss += sq(row[i]);
-  const float inv = rsqrtf(block_sum(ss) / H + eps);
+  const float inv = rsqrtf(block_reduce<false, float>(ss, red) / H + eps);
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const vec v = row[i], g = wv[i];
     if constexpr (V == 4) o[i] = make_float4(v.x * inv * g.x, v.y * inv * g.y, v.z * inv * g.z, v.w * inv * g.w);

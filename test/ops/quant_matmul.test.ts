@@ -22,12 +22,12 @@ async function check(be: Backend, oracle?: Backend) {
   const r = rng();
   // shapes hit every path: generic (any width / shape); for 4 bits the repacked kernels (K % 16, N % 64,
   // uniform groups; act-order as a permutation): the GEMV (1-4 rows) with groups of 1, 2, 3 and 8+ k16 steps
-  // (group sizes 16, 32, 48, 128, 512) and the tensor-core kernel (5-64 rows); and the dequantize + GEMM path
-  // (large M)
+  // (group sizes 16, 32, 48, 128, 512) and the tensor-core kernel (5-64 rows, 16 at a time: 33 is three
+  // slices, the last of one row); and the dequantize + GEMM path (large M)
   for (const bits of [2, 3, 4, 8]) for (const [K, N, gs] of [[32, 32, 32], [96, 160, 32], [416, 96, 128], [256, 32, 256], [128, 64, 32], [256, 192, 128], [512, 128, 512], [192, 64, 48], [64, 128, 16]] as const) {
     for (const actOrder of [false, true]) {
       const c = randomQuant(r, bits, K, N, gs, actOrder, bits !== 8);
-      for (const M of [1, 3, 7, 16, 127]) {
+      for (const M of [1, 3, 7, 16, 33, 127]) {
         const x = randn(M * K, r);
         const bias = M === 3 ? randn(N, r) : null;
         const run = async (B: Backend) => {
