@@ -4,7 +4,7 @@
 #   test       CUDA (and WebGPU) op tests and end-to-end checks against the CPU backend
 #   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
 #   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
-#   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, mma at M = 16)
+#   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, qm4m at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128;
 #              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b)
 #   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
@@ -64,7 +64,7 @@ for s in $stages; do
     # NCU_MS: which kernels (default both), NCU_ARGS: sections (default a summary; "--set full" for stall
     # reasons by source line, saved whole in $OUT/ncu-m<M>.txt)
     for m in ${NCU_MS:-1 16}; do
-      k=qm4_kernel; [ $m -le 4 ] && k=qm4v
+      k=qm4m_kernel; [ $m -le 4 ] && k=qm4v
       timeout 240 ncu --kernel-name regex:$k --launch-skip 12 --launch-count 4 ${NCU_ARGS:---section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats} \
         bun gptq.ts bench matmul --backend cuda --m $m --iters 3 > "$OUT/ncu-m$m.txt" 2>&1
       grep -E "qm4|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Warp Cycles Per Issued|Grid Size|Block Limit" "$OUT/ncu-m$m.txt" | head -48
@@ -78,11 +78,11 @@ for s in $stages; do
     grep -E "^profile layer (1|2|16|32):" "$OUT/quant7b.log" ;;
   decode7b)
     log decode7b
-    Q=$T/llama7b-q4  # from quant7b; without it, the same random weights rounded to nearest (same kernels, same speed)
+    Q=$T/llama7b-q4  # from quant7b; without it, GPTQ on 8 x 256 calibration tokens (20 s; same kernels, same
+    # speed; --method rtn would take 6 minutes: it rounds on the host)
     if [ ! -f $Q/config.json ]; then
-      python3 bench/make_llama7b.py $T/llama7b $T/gutenberg-2l 2>&1 | tail -1
-      Q=$T/llama7b-rtn
-      [ -f $Q/config.json ] || GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --method rtn --backend cuda --out $Q | tail -1
+      [ -f $T/llama7b/config.json ] || python3 bench/make_llama7b.py $T/llama7b $T/gutenberg-2l 2>&1 | tail -1
+      GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 8 --seqlen 256 --out $Q 2>&1 | tail -1
     fi
     bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee "$OUT/decode.txt"
     for k in ${DECODE_KNOBS:-}; do  # launch knobs (as in sweep: a,b sets both) on the same model, same run

@@ -4,10 +4,8 @@
 // 8 inputs (16 bytes; a row of 64 threads reads 1 KiB in one go). K is sorted so that groups are contiguous
 // (act-order checkpoints are row-permuted at load time, x is gathered through `perm`).
 //   q4_gemv    workgroup (64, 4): 256 columns x 4 k-lanes over one k range of `rows_per_split` packed rows;
-//              x of that range is staged in workgroup memory with the sum of each packed row's 8 inputs
-//              (the same for every column); per group Σ x·f (codes taken as floats f = 1 + q/16, see f16q)
-//              and Σ x, then scale·(16·Σ x·f − (16 + zero)·Σ x) = scale·Σ x·(q − zero) once per group (scale
-//              and zero loaded when a group starts); the k-lanes are added in workgroup memory and the
+//              x of that range is staged in workgroup memory; per row Σ x·q and Σ x (codes taken as
+//              floats 1 + q/16, see f16q), then scale·(Σ x·q − zero·Σ x); the k-lanes are added in workgroup memory and the
 //              result goes to y (one split) or to partial sums [ksplit, M, N] in `part`
 //   q4_reduce  y = bias + Σ over splits of `part`
 // A qweight above the binding limit is bound as windows of whole splits: this dispatch's workgroup y is split
@@ -27,7 +25,6 @@ struct P { M: u32, K: u32, N: u32, gs: u32, ksplit: u32, rows_per_split: u32, ha
 const MAX_X = 1024u;  // M · rows_per_split · 8 <= MAX_X (the host picks rows_per_split)
 var<workgroup> xs: array<vec4<f32>, 256>;  // MAX_X floats, read 4 at a time
 var<workgroup> red: array<vec4<f32>, 768>;  // [k-lane − 1][m][64 column quads]
-var<workgroup> xsum: array<f32, 128>;       // [m][packed row]: Σ of the row's 8 inputs (M · rows_per_split <= MAX_X / 8)
 
 // The 8 codes of a packed word, each as a float 1 + q/16: the nibble shifted to the top mantissa bits (19..22)
 // under the exponent of 1.0 (one shift and one and/or per code, no integer-to-float conversion)
@@ -36,29 +33,13 @@ fn xin(m: u32, k: u32) -> f32 { return x[(p.m0 + m) * p.K + select(k, perm[k], p
 
 fn f16q(v: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>((v & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u)); }
 
-// a thread's 4 columns: acc (done groups), the current group g's sums ga[m] = Σ x·f and gsx[m] = Σ x, its scale and zero
-struct GS { acc: array<vec4<f32>, 4>, ga: array<vec4<f32>, 4>, gsx: vec4<f32>, g: u32, s: vec4<f32>, z: vec4<f32> }
-
-// the current group into acc: scale·(16·Σ x·f − (16 + zero)·Σ x) = scale·Σ x·(q − zero)
-fn flush_group(st: ptr<function, GS>) {
-  for (var m = 0u; m < 4u; m++) {
-    (*st).acc[m] += (*st).s * (16.0 * (*st).ga[m] - (16.0 + (*st).z) * (*st).gsx[m]);
-    (*st).ga[m] = vec4<f32>(0.0);
-  }
-  (*st).gsx = vec4<f32>(0.0);
-}
-
-// packed row r (8 inputs) of this thread's 4 columns into the group sums (a new group first flushes the last)
-fn add_row(st: ptr<function, GS>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u32, N4: u32) {
+// acc[m] += this thread's 4 columns over packed row r (8 inputs): scale·(Σ x·q − zero·Σ x)
+fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u32, N4: u32) {
   let g = (r * 8u) / p.gs;
-  if (g != (*st).g) {
-    flush_group(st);
-    (*st).g = g;
-    (*st).s = scales[g * N4 + n4];
-    (*st).z = zeros[g * N4 + n4];
-  }
+  let s = scales[g * N4 + n4];
+  let z = zeros[g * N4 + n4];
   let base = (r - r0) * 2u;  // in vec4s
-  // the 8 codes of each column as floats 1 + q/16 (see f16q)
+  // the 8 codes of each column as floats 1 + q/16 (see f16q): Σ x·q = 16·(Σ x·f − Σ x)
   let f0 = f16q(w << vec4<u32>(19u));
   let f1 = f16q(w << vec4<u32>(15u));
   let f2 = f16q(w << vec4<u32>(11u));
@@ -70,8 +51,9 @@ fn add_row(st: ptr<function, GS>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u3
   for (var m = 0u; m < p.M; m++) {
     let xa = xs[m * (kl / 4u) + base];
     let xb = xs[m * (kl / 4u) + base + 1u];
-    (*st).ga[m] += xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
-    (*st).gsx[m] += xsum[m * (kl / 8u) + r - r0];
+    let df = xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
+    let sx = (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
+    (*acc)[m] += s * (16.0 * df - (16.0 + z) * sx);
   }
 }
 
@@ -114,27 +96,18 @@ fn q4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: ve
     xs[i / 4u][i % 4u] = xin(m, k);
   }
   workgroupBarrier();
-  for (var i = l.y * 64u + l.x; i < p.M * kl / 8u; i += 256u) {  // i = m · rows + row: xs vec4s 2i, 2i + 1
-    let xa = xs[2u * i];
-    let xb = xs[2u * i + 1u];
-    xsum[i] = ((xa.x + xa.y) + (xa.z + xa.w)) + ((xb.x + xb.y) + (xb.z + xb.w));
-  }
-  workgroupBarrier();
-  let z4 = vec4<f32>(0.0);
-  var st = GS(array<vec4<f32>, 4>(z4, z4, z4, z4), array<vec4<f32>, 4>(z4, z4, z4, z4), z4, 0xffffffffu, z4, z4);
+  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
   if (n4 < N4) {
-    // two packed rows per iteration, both loads issued before either is used (rows in increasing order, so
-    // each group's rows come together)
+    // two packed rows per iteration, both loads issued before either is used
     for (var r = r0 + l.y; r < r1; r += 8u) {
       let rb = r + 4u;
       let wa = qweight[r * N4 + n4 - p.qbase];
       let wb = qweight[min(rb, r1 - 1u) * N4 + n4 - p.qbase];
-      add_row(&st, wa, r, r0, kl, n4, N4);
-      if (rb < r1) { add_row(&st, wb, rb, r0, kl, n4, N4); }
+      add_row(&acc, wa, r, r0, kl, n4, N4);
+      if (rb < r1) { add_row(&acc, wb, rb, r0, kl, n4, N4); }
     }
-    flush_group(&st);
   }
-  store(st.acc, l, n4, N4, ks);
+  store(acc, l, n4, N4, ks);
 }
 
 @compute @workgroup_size(256)
