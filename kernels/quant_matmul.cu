@@ -557,16 +557,20 @@ __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ 
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
   const __half2 inv16 = __float2half2_rn(1.f / 16.f);
-  unsigned int Z[8], Z16[8], S[8];
+  // per tile pair j (tiles 2j, 2j + 1, column gid of each): half2 of their 1024 + zero, −(64 + zero) and scale;
+  // an operand's low or high half is picked by the instruction (HADD2/HMUL2 operand selects), so packing the
+  // pair costs no instructions and saves 12 registers (168 -> 160; measured on an H200, four 7B shapes at M = 16:
+  // 71.1 -> 64.8-65.0 us in the same run)
+  unsigned int Zp[4], Z16p[4], Sp[4];
   auto enter = [&]() {  // a group starts: its (scale, zero) of column gid of each tile, prefetch the next group's
     const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-      const __half2 h = u2h(v[i]);
-      S[i] = h2u(__low2half2(h));
-      const __half2 zz = __high2half2(h);                            // 1024 + z
-      Z[i] = h2u(zz);
-      Z16[i] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));  // −(64 + z)
+    for (int j = 0; j < 4; j++) {
+      const __half2 a = u2h(v[2 * j]), b = u2h(v[2 * j + 1]);  // (scale, 1024 + z) of tiles 2j, 2j + 1
+      Sp[j] = h2u(__lows2half2(a, b));
+      const __half2 zz = __highs2half2(a, b);
+      Zp[j] = h2u(zz);
+      Z16p[j] = h2u(__hneg2(__hsub2(zz, __float2half2_rn(960.f))));  // −(64 + z)
     }
     szn += gstride;
     gnext = (grp + 1) * gs16;
@@ -581,10 +585,13 @@ __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ 
       const unsigned int hi = qs[j] >> 8;
       const unsigned int h0 = nib2h(qs[j], 0x000f000fu), h1 = nib2h(qs[j], 0x00f000f0u);
       const unsigned int h2 = nib2h(hi, 0x000f000fu), h3 = nib2h(hi, 0x00f000f0u);
-      const unsigned int b0 = h2u(__hmul2(__hsub2(u2h(h0), u2h(Z[2 * j])), u2h(S[2 * j])));
-      const unsigned int b1 = h2u(__hmul2(__hfma2(u2h(h1), inv16, u2h(Z16[2 * j])), u2h(S[2 * j])));
-      const unsigned int b2 = h2u(__hmul2(__hsub2(u2h(h2), u2h(Z[2 * j + 1])), u2h(S[2 * j + 1])));
-      const unsigned int b3 = h2u(__hmul2(__hfma2(u2h(h3), inv16, u2h(Z16[2 * j + 1])), u2h(S[2 * j + 1])));
+      const __half2 za = __low2half2(u2h(Zp[j])), zb = __high2half2(u2h(Zp[j]));
+      const __half2 z16a = __low2half2(u2h(Z16p[j])), z16b = __high2half2(u2h(Z16p[j]));
+      const __half2 sa = __low2half2(u2h(Sp[j])), sb = __high2half2(u2h(Sp[j]));
+      const unsigned int b0 = h2u(__hmul2(__hsub2(u2h(h0), za), sa));
+      const unsigned int b1 = h2u(__hmul2(__hfma2(u2h(h1), inv16, z16a), sa));
+      const unsigned int b2 = h2u(__hmul2(__hsub2(u2h(h2), zb), sb));
+      const unsigned int b3 = h2u(__hmul2(__hfma2(u2h(h3), inv16, z16b), sb));
       mma16816(acc[2 * j], a.x, a.y, a.z, a.w, b0, b1);
       mma16816(acc[2 * j + 1], a.x, a.y, a.z, a.w, b2, b3);
     }
