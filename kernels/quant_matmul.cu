@@ -560,8 +560,7 @@ __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ 
   // per tile pair j (tiles 2j, 2j + 1, column gid of each): half2 of their 1024 + zero, −(64 + zero) and scale;
   // an operand's low or high half is picked by the instruction (HADD2/HMUL2 operand selects), so packing the
   // pair costs no instructions and halves those 24 registers (the kernel: 168 -> 162; measured on an H200, four
-  // 7B shapes at M = 16:
-  // 71.1 -> 64.8-65.1 us)
+  // 7B shapes at M = 16: 71.1 -> 64.8-65.1 us)
   unsigned int Zp[4], Z16p[4], Sp[4];
   auto enter = [&]() {  // a group starts: its (scale, zero) of column gid of each tile, prefetch the next group's
     const unsigned int v[8] = {nxt0.x, nxt0.y, nxt0.z, nxt0.w, nxt1.x, nxt1.y, nxt1.z, nxt1.w};
