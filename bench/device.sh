@@ -12,8 +12,8 @@
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
 #   ab         a candidate library (.carry/lib/libgptq_cuda_b.so or .so.xz, e.g. a branch's build; AB_KNOBS: launch
-#              knobs for it alone) against the current one in the same run: its op tests and end-to-end checks,
-#              then the matmul benchmark A, B, A, B
+#              knob settings for it alone, space-separated) against the current one in the same run: its op tests
+#              and end-to-end checks (under the first setting), then the matmul benchmark A, B (each setting), twice
 #   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
 #              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
 #              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
