@@ -452,10 +452,11 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 // staging pass per block; the weights stream through registers as in the GEMV (two batches of QV_UNROLL k16
 // steps in flight per warp); the group's scale is folded into the dequantized fragment, (q − zero)·scale in
 // fp16 (as Marlin and ExLlama do), so the mma accumulates straight into fp32 with no per-group flush. More rows
-// run 16 at a time. Measured on an H200, four 7B shapes at M = 16: 71.2 us (1.59x cuBLAS fp16), against 144.7 us
-// for the kernel it replaced (x staged per block of 4 chunks from fp32, weights through a cp.async ring, fp32
-// group sums: 287 instructions per k16 step and warp, half the issue slots idle). Dropped: x fragments copied
-// into shared memory per block with 8 steps per batch (80.7 us), 4 blocks per multiprocessor (spills).
+// run 16 at a time. Measured on an H200, four 7B shapes at M = 16: 64.8-65.1 us (1.76-1.78x cuBLAS fp16), against
+// 144.7 us for the kernel it replaced (x staged per block of 4 chunks from fp32, weights through a cp.async
+// ring, fp32 group sums: 287 instructions per k16 step and warp, half the issue slots idle; this one: 89).
+// Dropped: x fragments copied into shared memory per block with 8 steps per batch (80.7 us, against 71.2 then),
+// x fragments through a per-warp cp.async ring (128 registers, 4 blocks per multiprocessor: 69.5 against 64.8).
 // xf [K16][32][4] (u32 half2): lane (gid, t), register r of step s holds rows gid (r = 0, 2) / gid + 8 (r = 1, 3)
 // at k = 16s + 2t, +1 (r = 0, 1) or 16s + 2t + 8, +9 (r = 2, 3), of x [m, perm(k)] · rmul[m], rmul[m] the power of
 // two that puts row m's largest |x| in (128, 256] (rows >= M are zero). The same kernel zeroes y [M, N], into
