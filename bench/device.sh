@@ -78,8 +78,7 @@ for s in $stages; do
     grep -E "^profile layer (1|2|16|32):" "$OUT/quant7b.log" ;;
   decode7b)
     log decode7b
-    Q=$T/llama7b-q4  # from quant7b; without it, GPTQ on 8 x 256 calibration tokens (20 s; same kernels, same
-    # speed; --method rtn would take 6 minutes: it rounds on the host)
+    Q=$T/llama7b-q4  # from quant7b; without it, GPTQ on 8 x 256 calibration tokens (20 s; same kernels, same speed)
     if [ ! -f $Q/config.json ]; then
       [ -f $T/llama7b/config.json ] || python3 bench/make_llama7b.py $T/llama7b $T/gutenberg-2l 2>&1 | tail -1
       GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 8 --seqlen 256 --out $Q 2>&1 | tail -1

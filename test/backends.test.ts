@@ -9,6 +9,7 @@ import { Decoder, type LlamaModel } from "../src/model/llama.ts";
 import { loadModel, evaluate, readDatasetText, generateIds, quantize } from "../src/index.ts";
 import { Checkpoint, typedView } from "../src/model/safetensors.ts";
 import { unpackQweight } from "../src/gptq/pack.ts";
+import { f16ToF32Array } from "../src/dtype.ts";
 
 const STORIES = join(DATA, "stories260K-hf");
 const E2E = process.env.GPTQ_E2E_MODEL ?? join(DATA, "gutenberg-llama-16m");
@@ -89,6 +90,32 @@ for (const b of backends) {
       g.replay();
       expect(Array.from((await be.download(c)) as Float32Array)).toEqual([10, 12, 14]);
       g.free();
+    });
+    test.skipIf(!existsSync(E2E))(`rtn on the backend (identity inverse Hessian) gives the host's codes, scales and losses`, async () => {
+      const root = mkdtempSync(join(tmpdir(), "gptq-rtn-"));
+      const o = { method: "rtn" as const, bits: 4, groupSize: 128, progress: false };
+      const rg = await quantize(E2E, { ...o, out: join(root, "gpu"), backend: b.backend! });
+      const rc = await quantize(E2E, { ...o, out: join(root, "cpu"), backend: "cpu" });
+      expect(rg.backend).toBe(b.name);
+      rg.modules.forEach((m, i) => expect(Math.abs(m.loss / rc.modules[i]!.loss - 1)).toBeLessThan(1e-4));
+      const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
+      let same = 0, total = 0;
+      for (const name of cc.names().filter((n) => n.endsWith(".qweight"))) {
+        const [w, N] = cc.info(name).shape as [number, number];
+        const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, w * 8, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, w * 8, N, 4);
+        for (let i = 0; i < a.length; i++) if (a[i] === c[i]) same++;
+        total += a.length;
+        const sn = name.replace(/qweight$/, "scales");
+        const f32 = (ck: Checkpoint) => {
+          const v = typedView(ck.bytes(sn), ck.info(sn).dtype);
+          return ck.info(sn).dtype === "F16" ? f16ToF32Array(v as Uint16Array) : (v as Float32Array);
+        };
+        expectClose(f32(cg), f32(cc), 1e-3, sn);
+      }
+      // the same rounding of the same weights: only exact ties (x·(1/scale) landing on .5 in one precision and
+      // not the other) may differ
+      console.log(`${b.name}: rtn: ${((100 * same) / total).toFixed(4)}% of ${total} codes agree with the host's`);
+      expect(same / total).toBeGreaterThan(0.9999);
     });
     test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw"))(`quantize ${E2E.split("/").pop()}: same codes where inputs agree, same losses, perplexity within 0.5%`, async () => {
       const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));

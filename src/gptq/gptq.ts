@@ -97,8 +97,11 @@ export function rtnQuantize(W: Float32Array, outF: number, inF: number, o: GptqO
  * GPTQ on one linear. w [out, in] (any float dtype, on the backend), h [in, in] float32 (the averaged
  * Hessian 2/n·ΣXᵀX, on the backend; not modified). Returns the packed result in the original column order
  * and, on the backend, the dequantized weight [out, in] that later layers are calibrated with.
+ * h = null: round to nearest on the backend (what rtnQuantize does on the host): the same column loop with
+ * an identity inverse Hessian, so no error feeds forward, every code is the nearest, and each group's
+ * parameters come from its original weights; no act-order, no damping; loss Σ (w − q)² as rtnQuantize's.
  */
-export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOptions): Promise<QuantizedLinear & { weight: Tensor }> {
+export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor | null, o: GptqOptions): Promise<QuantizedLinear & { weight: Tensor }> {
   validateOptions(o);
   await be.sync(); // time this linear alone, not the forward work queued before it
   const t0 = performance.now();
@@ -112,22 +115,23 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
   const own = <T extends Tensor>(t: T): T => (owned.push(t), t);
   try {
     const scales = own(be.empty([G, rows], "f32")), zeros = own(be.empty([G, rows], "f32"));
-    let H = own(be.copy(h));
+    const rtn = h === null;
+    let H = own(rtn ? be.zeros([cols, cols], "f32") : be.copy(h)); // rtn: H + 1·I below is I, its factor I
     // per channel: params from the whole weight, before dead columns are zeroed (as the reference)
     if (o.groupSize === -1) {
       const wt0 = be.gptqPrepare(w, null);
       be.quantParams({ wt: wt0, c0: 0, n: cols, g: 0, scales, zeros, cfg });
       be.free(wt0);
     }
-    let wt = own(be.gptqPrepare(w, H)); // transposed, dead inputs handled
+    let wt = own(be.gptqPrepare(w, rtn ? null : H)); // transposed, dead inputs handled
     const staticGroups = o.groupSize === -1 || o.staticGroups;
     if (o.staticGroups && o.groupSize !== -1) for (let g = 0; g < G; g++) be.quantParams({ wt, c0: g * gs, n: Math.min(gs, cols - g * gs), g, scales, zeros, cfg });
 
     // act-order: columns by decreasing diag(H)
-    const diag = await be.diagonal(H);
+    const diag = rtn ? new Float32Array(cols) : await be.diagonal(H);
     let perm: Int32Array | null = null;
     let permT: Tensor | null = null;
-    if (o.descAct) {
+    if (o.descAct && !rtn) {
       perm = Int32Array.from({ length: cols }, (_, i) => i).sort((a, b) => diag[b]! - diag[a]! || a - b);
       permT = own(be.upload(perm, [cols], "i32"));
       const p = be.gptqPermute(wt, H, permT);
@@ -140,9 +144,10 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
     let mean = 0;
     for (const v of diag) mean += v;
     mean /= cols;
-    let damp = o.damp;
+    let damp = rtn ? 0 : o.damp;
     await prof.mark("prepare");
-    while (!(await be.choleskyInverseUpper(H, damp * mean))) {
+    if (rtn && !(await be.choleskyInverseUpper(H, 1))) throw new NumericalError(`${be.name}: the Cholesky factorization of the identity failed (rtn); the backend is broken`);
+    while (!rtn && !(await be.choleskyInverseUpper(H, damp * mean))) {
       if (damp >= 1) throw new NumericalError(`Hessian is not positive-definite even with damp ${damp}; the calibration data may be degenerate (too few samples, or constant inputs)`);
       damp = Math.min(1, damp * 2);
     }
@@ -154,7 +159,7 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
     for (let i1 = 0; i1 < cols; i1 += blockSize) {
       const i2 = Math.min(i1 + blockSize, cols);
       be.gptqBlock({ wt, hinv: H, codes, err, loss: lossT, scales, zeros, i1, i2, groupSize: gs, staticGroups, groupOfCol, cfg });
-      be.gptqUpdate(wt, H, err, i1, i2);
+      if (!rtn) be.gptqUpdate(wt, H, err, i1, i2); // (rtn: Hinv's off-diagonal is zero)
     }
     await prof.mark("blocks");
     const fin = be.gptqFinish(wt, codes, permT, o.bits);
@@ -169,6 +174,7 @@ export async function gptqQuantize(be: Backend, w: Tensor, h: Tensor, o: GptqOpt
     }
     let loss = 0;
     for (const v of lossArr as Float32Array) loss += v;
+    if (rtn) loss *= 2; // the block's loss is Σ (w − q)² / d² / 2 with d = 1
     if (!Number.isFinite(loss)) throw new NumericalError(`GPTQ produced a non-finite loss (${loss}); check the weights and calibration data for NaN/Inf`);
     return {
       bits: o.bits, inFeatures: cols, outFeatures: rows, groupSize: o.groupSize,

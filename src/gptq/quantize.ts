@@ -93,8 +93,6 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
     packedLen(inF, g.bits, `${LINEAR_PATH[n]}: in_features ${inF} at ${g.bits} bits`);
     packedLen(out, g.bits, `${LINEAR_PATH[n]}: out_features ${out} at ${g.bits} bits`);
   }
-  // RTN is the baseline, not the product: it rounds on the host whatever the backend, and says so
-  if (method === "rtn" && be.name !== "cpu") log(`--method rtn: rounding runs on the host CPU (TypeScript), not on ${be.name}`);
   const writer = new CheckpointWriter(opts.out, parseSize(opts.maxShardSize ?? "2GB"), opts.overwrite);
   const modules: ModuleReport[] = [];
   const show = opts.progress !== false;
@@ -119,7 +117,17 @@ export async function quantize(modelArg: string, opts: QuantizeOptions): Promise
         if (show) log(`layer ${li + 1}/${c.numLayers} ${LINEAR_PATH[n].padEnd(16)} loss ${q.loss.toExponential(4)} damp ${q.damp} ${q.seconds.toFixed(2)}s`);
       };
       if (method === "rtn") {
-        for (const n of Object.keys(LINEAR_PATH) as LinearName[]) done(n, rtnOne(model, li, n, g));
+        // the CPU backend rounds on the host (rtnQuantize); GPU backends run GPTQ's column loop with an identity
+        // inverse Hessian (gptqQuantize with h = null), the same codes without host work
+        for (const n of Object.keys(LINEAR_PATH) as LinearName[]) {
+          if (be.name === "cpu") done(n, rtnOne(model, li, n, g));
+          else {
+            await yieldToEventLoop();
+            const { weight, ...q } = await gptqQuantize(be, L[n].w!, null, g);
+            be.free(weight);
+            done(n, q);
+          }
+        }
       } else {
         Xs = await gptqLayer(model, L, Xs, seqlen, nsamples, g, trueSequential, done, prof);
       }
