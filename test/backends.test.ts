@@ -12,6 +12,16 @@ import { unpackQweight } from "../src/gptq/pack.ts";
 import { f16ToF32Array } from "../src/dtype.ts";
 
 const STORIES = join(DATA, "stories260K-hf");
+
+/** how many of the 4-bit codes of packed tensor `name` are the same in two checkpoints, of how many */
+function codesAgree(a: Checkpoint, b: Checkpoint, name: string): { same: number; total: number } {
+  const [w, N] = b.info(name).shape as [number, number];
+  const codes = (c: Checkpoint) => unpackQweight(typedView(c.bytes(name), "I32") as Int32Array, w * 8, N, 4);
+  const x = codes(a), y = codes(b);
+  let same = 0;
+  for (let i = 0; i < x.length; i++) if (x[i] === y[i]) same++;
+  return { same, total: x.length };
+}
 const E2E = process.env.GPTQ_E2E_MODEL ?? join(DATA, "gutenberg-llama-16m");
 const backends = await gpuBackends();
 
@@ -101,10 +111,9 @@ for (const b of backends) {
       const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
       let same = 0, total = 0;
       for (const name of cc.names().filter((n) => n.endsWith(".qweight"))) {
-        const [w, N] = cc.info(name).shape as [number, number];
-        const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, w * 8, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, w * 8, N, 4);
-        for (let i = 0; i < a.length; i++) if (a[i] === c[i]) same++;
-        total += a.length;
+        const r = codesAgree(cg, cc, name);
+        same += r.same;
+        total += r.total;
         const sn = name.replace(/qweight$/, "scales");
         const f32 = (ck: Checkpoint) => {
           const v = typedView(ck.bytes(sn), ck.info(sn).dtype);
@@ -130,13 +139,9 @@ for (const b of backends) {
       rg.modules.forEach((m, i) => expect(Math.abs(m.loss / rc.modules[i]!.loss - 1)).toBeLessThan(0.03));
       const cg = new Checkpoint(join(root, "gpu")), cc = new Checkpoint(join(root, "cpu"));
       for (const lin of ["q_proj", "k_proj", "v_proj"]) {
-        const name = `model.layers.0.self_attn.${lin}.qweight`;
-        const [w, N] = cc.info(name).shape as [number, number];
-        const a = unpackQweight(typedView(cg.bytes(name), "I32") as Int32Array, w * 8, N, 4), c = unpackQweight(typedView(cc.bytes(name), "I32") as Int32Array, w * 8, N, 4);
-        let same = 0;
-        for (let i = 0; i < a.length; i++) if (a[i] === c[i]) same++;
-        console.log(`${b.name}: layer 0 ${lin}: ${((100 * same) / a.length).toFixed(3)}% of codes agree with the CPU backend's`);
-        expect(same / a.length).toBeGreaterThan(0.995);
+        const { same, total } = codesAgree(cg, cc, `model.layers.0.self_attn.${lin}.qweight`);
+        console.log(`${b.name}: layer 0 ${lin}: ${((100 * same) / total).toFixed(3)}% of codes agree with the CPU backend's`);
+        expect(same / total).toBeGreaterThan(0.995);
       }
       const text = readDatasetText(join(DATA, has("gutenberg", "eval.txt") ? "gutenberg/eval.txt" : "tinystories/tinystories_val_excerpt.txt"));
       const ev = { seqlen: 256, maxWindows: 20, progress: false };
