@@ -7,9 +7,8 @@ import { join } from "node:path";
 import { DATA, expectClose, gpuBackends, has } from "./helpers.ts";
 import { Decoder, type LlamaModel } from "../src/model/llama.ts";
 import { loadModel, evaluate, readDatasetText, generateIds, quantize } from "../src/index.ts";
-import { Checkpoint, typedView } from "../src/model/safetensors.ts";
+import { Checkpoint, floatsF32, typedView } from "../src/model/safetensors.ts";
 import { unpackQweight } from "../src/gptq/pack.ts";
-import { f16ToF32Array } from "../src/dtype.ts";
 
 const STORIES = join(DATA, "stories260K-hf");
 
@@ -115,11 +114,8 @@ for (const b of backends) {
         same += r.same;
         total += r.total;
         const sn = name.replace(/qweight$/, "scales");
-        const f32 = (ck: Checkpoint) => {
-          const v = typedView(ck.bytes(sn), ck.info(sn).dtype);
-          return ck.info(sn).dtype === "F16" ? f16ToF32Array(v as Uint16Array) : (v as Float32Array);
-        };
-        expectClose(f32(cg), f32(cc), 1e-3, sn);
+        const scales = (ck: Checkpoint) => floatsF32(typedView(ck.bytes(sn), ck.info(sn).dtype), ck.info(sn).dtype)!;
+        expectClose(scales(cg), scales(cc), 1e-3, sn);
       }
       // the same rounding of the same weights: only exact ties (x·(1/scale) landing on .5 in one precision and
       // not the other) may differ

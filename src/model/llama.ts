@@ -12,10 +12,9 @@ import type { Backend, DeviceGraph, QuantWeight, QuantWeightSpec } from "../back
 import { selectBackend } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
-import { bf16ToF32Array, f16ToF32Array } from "../dtype.ts";
 import { InvalidArgumentError, ModelFormatError } from "../errors.ts";
 import { checkIds } from "../validate.ts";
-import { Checkpoint, typedView, type StDtype } from "./safetensors.ts";
+import { Checkpoint, floatsF32, typedView, type StDtype } from "./safetensors.ts";
 import { parseConfig, type LlamaConfig } from "./config.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { resolveModel } from "./hub.ts";
@@ -89,10 +88,8 @@ export class LlamaModel {
   /** host copy of a checkpoint tensor as float32 (weights of any float dtype) */
   hostF32(name: string): Float32Array {
     const info = this.ckpt.info(name);
-    const v = typedView(this.ckpt.bytes(name), info.dtype);
-    if (info.dtype === "F32") return Float32Array.from(v as Float32Array);
-    if (info.dtype === "F16") return f16ToF32Array(v as Uint16Array);
-    if (info.dtype === "BF16") return bf16ToF32Array(v as Uint16Array);
+    const f = floatsF32(typedView(this.ckpt.bytes(name), info.dtype), info.dtype);
+    if (f) return f;
     throw new ModelFormatError(`${info.file}: tensor "${name}" has dtype ${info.dtype}, expected a float type`);
   }
 
@@ -152,7 +149,7 @@ export class LlamaModel {
     expect("qweight", qw.info.shape, [(inF * bits) / 32, out]);
     expect("qzeros", qz.info.shape, [groups, (out * bits) / 32]);
     expect("scales", sc.info.shape, [groups, out]);
-    const scales = sc.info.dtype === "F16" ? f16ToF32Array(sc.view as Uint16Array) : sc.info.dtype === "BF16" ? bf16ToF32Array(sc.view as Uint16Array) : Float32Array.from(sc.view as Float32Array);
+    const scales = floatsF32(sc.view, sc.info.dtype)!; // (get checked: F16, BF16 or F32)
     let gIdx: Int32Array;
     if (this.ckpt.has(`${prefix}.g_idx`)) {
       const g = get("g_idx", ["I32", "I64"]);

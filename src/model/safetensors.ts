@@ -8,6 +8,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { SafetensorsError } from "../errors.ts";
+import { bf16ToF32Array, f16ToF32Array } from "../dtype.ts";
 
 export type StDtype = "F32" | "F16" | "BF16" | "I32" | "I64" | "I8" | "U8" | "BOOL";
 export const ST_DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, I8: 1, U8: 1, BOOL: 1 };
@@ -149,6 +150,14 @@ export function typedView(bytes: Uint8Array, dtype: StDtype): Float32Array | Uin
     case "I8": return new Int8Array(b.buffer, b.byteOffset, n);
     default: return new Uint8Array(b.buffer, b.byteOffset, n);
   }
+}
+
+/** A float tensor (its typedView) as a new Float32Array (F32 copied, F16/BF16 widened); null for other dtypes. */
+export function floatsF32(v: ReturnType<typeof typedView>, dtype: StDtype): Float32Array | null {
+  if (dtype === "F32") return Float32Array.from(v as Float32Array);
+  if (dtype === "F16") return f16ToF32Array(v as Uint16Array);
+  if (dtype === "BF16") return bf16ToF32Array(v as Uint16Array);
+  return null;
 }
 
 export interface TensorToWrite {
