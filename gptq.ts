@@ -150,7 +150,10 @@ cli
       console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- |${gpuCols ? " --- | --- | --- |" : ""}`);
       for (const r of rows) {
         const gpu = gpuCols && r.quantGpuUs && r.baselineGpuUs ? ` ${r.quantGpuUs.toFixed(1)} | ${r.baselineGpuUs.toFixed(1)} | ${pct(r.bytes / r.quantGpuUs, r.baselineBytes / r.baselineGpuUs)} |` : gpuCols ? " - | - | - |" : "";
-        for (const p of r.perShape ?? []) console.log(`| ${r.m} ${p.name} | ${p.quantUs.toFixed(1)} | ${p.baselineUs?.toFixed(1) ?? "-"} | ${p.baselineUs ? (p.baselineUs / p.quantUs).toFixed(2) + "x" : "-"} |`);
+        for (const p of r.perShape ?? []) {
+          const g = p.quantGpuUs !== null ? ` GPU ${p.quantGpuUs.toFixed(1)} / ${p.baselineGpuUs?.toFixed(1) ?? "-"} |` : "";
+          console.log(`| ${r.m} ${p.name} | ${p.quantUs.toFixed(1)} | ${p.baselineUs?.toFixed(1) ?? "-"} | ${p.baselineUs ? (p.baselineUs / p.quantUs).toFixed(2) + "x" : "-"} |${g}`);
+        }
         console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? pct(r.gbps, r.baselineGbps) : "-"} | ${r.baseline || "-"} | ${r.quantEagerUs?.toFixed(1) ?? "-"} |${gpu}`);
       }
     } else if (what === "layer") {

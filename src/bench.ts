@@ -65,7 +65,7 @@ export interface MatmulRow {
   bytes: number;
   baselineBytes: number;
   /** per shape (same order as the shapes), timed alone the same way: packed matmul and baseline µs */
-  perShape?: { name: string; quantUs: number; baselineUs: number | null }[];
+  perShape?: { name: string; quantUs: number; baselineUs: number | null; quantGpuUs: number | null; baselineGpuUs: number | null }[];
 }
 
 /**
@@ -118,14 +118,16 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       perShape = [];
       for (let i = 0; i < shapes.length; i++) {
         const [name, K, N] = shapes[i]!;
-        const qu = await timeDeviceUs(be, () => be.free(be.quantMatmul(xs[i]!, ws[i]!)), iters);
-        let bu: number | null = null;
+        const one = () => be.free(be.quantMatmul(xs[i]!, ws[i]!));
+        const qu = await timeDeviceUs(be, one, iters);
+        let bu: number | null = null, bg: number | null = null;
         if (be.denseBaseline) {
           const bl = be.denseBaseline(m, N, K);
           bu = (await timeDeviceUs(be, () => bl.run(), iters)).us;
+          bg = await gpu(() => bl.run());
           bl.free();
         }
-        perShape.push({ name: `${name} ${K}x${N}`, quantUs: qu.us, baselineUs: bu });
+        perShape.push({ name: `${name} ${K}x${N}`, quantUs: qu.us, baselineUs: bu, quantGpuUs: await gpu(one), baselineGpuUs: bg });
       }
     }
     for (const x of xs) be.free(x);

@@ -188,13 +188,14 @@ export class WebGpuBackend implements Backend {
     }
     return l;
   }
-  private pipeline(name: string, entry = "main"): GPUComputePipeline {
-    const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}`;
+  /** constants: values of the shader's `override` declarations (one pipeline per set) */
+  private pipeline(name: string, entry = "main", constants?: Record<string, number>): GPUComputePipeline {
+    const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}${constants ? ":" + JSON.stringify(constants) : ""}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.dev.createShaderModule({ code: this.source(name), label: name });
       const layout = this.dev.createPipelineLayout({ bindGroupLayouts: [this.layout(name)] });
-      p = this.dev.createComputePipeline({ layout, compute: { module, entryPoint: entry }, label: key });
+      p = this.dev.createComputePipeline({ layout, compute: { module, entryPoint: entry, constants }, label: key });
       this.pipelines.set(key, p);
     }
     return p;
@@ -270,9 +271,9 @@ export class WebGpuBackend implements Backend {
     }
     return bg;
   }
-  private run(name: string, entry: string, bufs: Bind[], params: Param[], groups: [number, number?, number?]): void {
+  private run(name: string, entry: string, bufs: Bind[], params: Param[], groups: [number, number?, number?], constants?: Record<string, number>): void {
     this.checkAlive();
-    const pipe = this.pipeline(name, entry);
+    const pipe = this.pipeline(name, entry, constants);
     const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
     const bg = this.bindGroup(name, bufs);
     this.pass ??= this.encoder().beginComputePass();
@@ -817,34 +818,7 @@ export class WebGpuBackend implements Backend {
     const bb = bias ? this.b(bias) : this.dummy;
     const base = (nx = 0): Param[] => [M, K, N, bits, G, 0, bias ? 1 : 0, nx];
     if (h.fast4 && M <= 16) {
-      // slabs of <= 4 rows; about 512 workgroups each (1024 and 2048 measured no faster on an H200); every k-lane >= 4 packed rows; x of a split fits
-      // workgroup memory (1024 floats). A packed weight above the binding limit: windows of whole splits, one dispatch each
-      const f = h.fast4, rows = K / 8, colGroups = Math.ceil(N / 256), Q = f.qweight4.buf;
-      for (let m0 = 0; m0 < M; m0 += 4) {
-        const mm = Math.min(4, M - m0);
-        let rps = Math.ceil(rows / Math.max(1, Math.floor(512 / colGroups)));
-        rps = Math.min(Math.max(rps, 16), Math.floor(1024 / (8 * mm)));
-        if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
-        const ks = Math.ceil(rows / rps);
-        // splits per window (all of them when the weight fits one binding)
-        const perWin = Q.size <= this.maxBinding ? ks : Math.floor((this.maxBinding - this.align) / (rps * N * 4));
-        if (perWin < 1) throw new UnsupportedOpError(`webgpu quant_matmul_q4: ${rps} packed rows of ${N} columns exceed the storage binding limit (${MiB(this.maxBinding)})`);
-        const params: Param[] = [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, 0, 0];
-        const part = ks > 1 ? this.alloc(ks * mm * N * 4, "partial sums", true) : null;
-        for (let k0 = 0; k0 < ks; k0 += perWin) {
-          const nk = Math.min(perWin, ks - k0), r0 = k0 * rps, r1 = Math.min(rows, r0 + nk * rps);
-          const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
-          params[10] = k0;
-          params[11] = qv.base / 4;
-          this.run("quant_matmul_q4", this.features.f16 ? "q4_gemv_h" : "q4_gemv", [this.b(x), qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bb, part?.buf ?? this.dummy, this.b(y)], [...params], [colGroups, nk]);
-        }
-        if (part) {
-          const g = this.grid(mm * N, 256);
-          params[8] = g.nx;
-          this.run("quant_matmul_q4", "q4_reduce", [this.dummy, this.dummy, this.dummy, this.dummy, this.dummy, bb, part.buf, this.b(y)], params, g.groups);
-          this.release(part);
-        }
-      }
+      for (let m0 = 0; m0 < M; m0 += 4) this.quantMatmulQ4(x, y, h, Math.min(4, M - m0), m0, K, N, bias ? bb : null);
     } else if (M > 16) {
       // W dequantized in chunks of outputs that fit one binding (all of it when it fits), the packed weight read
       // in windows of inputs when it exceeds one (kWindows), each chunk then a GEMM
@@ -867,6 +841,71 @@ export class WebGpuBackend implements Backend {
       }
     }
     return y;
+  }
+  /**
+   * The fast 4-bit path for rows m0 .. m0 + mm of x (mm <= 4) into the same rows of y. One row (decoding):
+   * q4_gemv_s, every k-lane streaming a contiguous stretch of packed rows, the whole K per workgroup when there
+   * are enough column blocks, act-order input gathered first (H200 through Vulkan, four 7B shapes: 86.5-87.8 us
+   * of GPU time against 129.8 for q4_gemv). More rows: q4_gemv / q4_gemv_h (short k ranges, x staged in
+   * workgroup memory, always split). GPTQ_WEBGPU_GEMV=s or =old forces one for every slab (A/B, tests). Then
+   * q4_reduce over the splits. A packed weight above the binding limit is bound as windows of whole splits, one
+   * dispatch each.
+   */
+  private quantMatmulQ4(x: Tensor, y: Tensor, h: QHandle, mm: number, m0: number, K: number, N: number, bias: Bind | null): void {
+    const f = h.fast4!, rows = K / 8, Q = f.qweight4.buf, N4 = N / 4;
+    const mode = process.env.GPTQ_WEBGPU_GEMV;
+    if (mode !== undefined && mode !== "s" && mode !== "old") throw new InvalidArgumentError(`GPTQ_WEBGPU_GEMV=${mode}: use s (the streaming GEMV for every slab) or old (the split-k GEMV for every slab); unset: s for one row, old for more`);
+    const stream = mode === "s" || (mode === undefined && mm === 1);
+    let rps: number, cq = 0, colGroups: number;
+    let xb: Bind = this.b(x), xm0 = m0, gathered: WBuf | null = null;
+    if (stream) {
+      // 32 columns per workgroup (8 column quads x 32 k-lanes) for wide weights, 16 (4 x 64) for narrow ones;
+      // the k range split only when there are too few column blocks for the device (GPTQ_WEBGPU_QV_WGS, default
+      // 256 workgroups), keeping >= 8 packed rows per k-lane
+      cq = Number(process.env.GPTQ_WEBGPU_QV_CQ) || (N4 / 8 >= 256 ? 8 : 4);
+      colGroups = Math.ceil(N4 / cq);
+      const target = Number(process.env.GPTQ_WEBGPU_QV_WGS) || 256;
+      const maxSplit = Math.max(1, Math.floor(rows / (8 * (256 / cq))));
+      const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
+      rps = Math.ceil(rows / ks0);
+      if (f.perm) {
+        // act-order: x's rows gathered once into input order (q4_gemv_s then reads them as rows 0 .. mm)
+        gathered = this.alloc(mm * K * 4, "gathered activations", true);
+        const g = this.grid(mm * K, 256);
+        this.run("quant_matmul_q4", "q4_gather", [xb, this.dummy, this.dummy, this.dummy, f.perm.buf, this.dummy, gathered.buf, this.dummy], [mm, K, N, f.gs, 1, rows, 0, 1, g.nx, m0, 0, 0, 0, 0], g.groups);
+        xb = gathered.buf;
+        xm0 = 0;
+      }
+    } else {
+      // about 512 workgroups (1024 and 2048 measured no faster on an H200); every k-lane >= 4 packed rows; x of
+      // a split fits workgroup memory (1024 floats)
+      colGroups = Math.ceil(N / 256);
+      rps = Math.ceil(rows / Math.max(1, Math.floor(512 / colGroups)));
+      rps = Math.min(Math.max(rps, 16), Math.floor(1024 / (8 * mm)));
+    }
+    if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
+    const ks = Math.ceil(rows / rps);
+    // splits per window (all of them when the weight fits one binding)
+    const perWin = Q.size <= this.maxBinding ? ks : Math.floor((this.maxBinding - this.align) / (rps * N * 4));
+    if (perWin < 1) throw new UnsupportedOpError(`webgpu quant_matmul_q4: ${rps} packed rows of ${N} columns exceed the storage binding limit (${MiB(this.maxBinding)})`);
+    const params: Param[] = [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm && !stream ? 1 : 0, 0, m0, 0, 0, cq, xm0];
+    const part = ks > 1 ? this.alloc(ks * mm * N * 4, "partial sums", true) : null;
+    const entry = stream ? "q4_gemv_s" : this.features.f16 ? "q4_gemv_h" : "q4_gemv";
+    const constants = stream ? { MR: mm } : undefined; // (one pipeline per row count: measured 87.8 vs 115.3 us at M = 1 with MR = 4)
+    for (let k0 = 0; k0 < ks; k0 += perWin) {
+      const nk = Math.min(perWin, ks - k0), r0 = k0 * rps, r1 = Math.min(rows, r0 + nk * rps);
+      const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
+      params[10] = k0;
+      params[11] = qv.base / 4;
+      this.run("quant_matmul_q4", entry, [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, part?.buf ?? this.dummy, this.b(y)], [...params], [colGroups, nk], constants);
+    }
+    if (gathered) this.release(gathered);
+    if (part) {
+      const g = this.grid(mm * N, 256);
+      params[8] = g.nx;
+      this.run("quant_matmul_q4", "q4_reduce", [this.dummy, this.dummy, this.dummy, this.dummy, this.dummy, bias ?? this.dummy, part.buf, this.b(y)], params, g.groups);
+      this.release(part);
+    }
   }
   /**
    * The packed weight [K·bits/32, N] u32 in windows of whole 32-input slabs (each column's bit stream in whole

@@ -57,6 +57,22 @@ async function checkMagnitudes(be: Backend, oracle: Backend) {
 }
 
 /**
+ * long inputs (K of 8-11 thousand, few columns): the GEMV's k range split across workgroups (WebGPU: q4_gemv_s
+ * with partial sums and q4_reduce, a split starting inside a group), with and without act-order
+ */
+async function checkLong(be: Backend, oracle: Backend) {
+  const r = rng();
+  for (const [K, N, gs, actOrder] of [[8320, 96, 128, false], [8320, 96, 128, true], [11008, 64, 32, false]] as const) {
+    const c = randomQuant(r, 4, K, N, gs, actOrder, true);
+    for (const M of [1, 2, 5]) {
+      const x = randn(M * K, r);
+      const run = async (B: Backend) => dl(B.quantMatmul(B.upload(x, [M, K], "f32"), B.prepareQuantWeight(c.spec)));
+      expectClose(await run(be), await run(oracle), 2e-3, `quantMatmul M=${M} K=${K} N=${N} gs=${gs} act=${actOrder}`);
+    }
+  }
+}
+
+/**
  * quantMatmulMany (CUDA: one GEMV launch over the columns of several weights sharing x) against one
  * quantMatmul each on the same backend and against the CPU backend; outputs are fresh tensors (poisoned),
  * so a chunk the launch skips shows. Widths not all equal, optional biases, act-order with a shared
@@ -114,6 +130,7 @@ describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
   eachGpuBackend("vs cpu (every shader variant)", (be, c) => eachShaderVariant(be, () => check(be, c)));
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
+  eachGpuBackend("vs cpu, long inputs split across workgroups (every shader variant)", (be, c) => eachShaderVariant(be, () => checkLong(be, c)));
   eachGpuBackend("several weights sharing x in one launch (quantMatmulMany)", (be, c) => checkMany(be, c), 300_000, "quantMatmulMany");
   eachGpuBackend("the MLP gate fused into the matmul (quantMatmulGated)", (be, c) => checkGated(be, c), 300_000, "quantMatmulGated");
 });
