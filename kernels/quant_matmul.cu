@@ -128,6 +128,7 @@ __device__ __forceinline__ float pow2_scale(float mx) {
 #ifndef QV_WARPS
 #define QV_WARPS 4
 #endif
+static_assert(QV_WARPS * 32 * 2 >= 4 * 64, "the GEMV's epilogue holds at most 2 outputs per thread (rpre)");
 #ifndef QV_UNROLL
 #define QV_UNROLL 4  // 4 or 8 (a multiple of the sub-batch G)
 #endif
@@ -142,7 +143,7 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
 // One warp stages its own k range (no block barrier): xs [MR][stride] at columns [off, off + kl) =
 // fp16(x [m, perm(k0 + kk)] · mul_m) for kk < kl, mul_m a power of two (see above) from the range's largest |x|:
 // one pass finds the maximum, a second (cache hits) converts. With u (gated: the MLP's down projection) the
-// input is silu(x)·u, computed here.
+// input is silu(x)·u, computed here; with nw (an RMSNorm's weight: the norm deferred into this GEMV) x·nw.
 // QV_XREG: float4 of x per lane kept in registers by the one-pass staging (ranges up to QV_XREG·128 elements;
 // 0: always the two-pass form)
 #ifndef QV_XREG
@@ -150,9 +151,9 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
 #endif
 __device__ __forceinline__ float silu_gate(float g, float u) { return g / (1.f + expf(-g)) * u; }
 template <int MR>
-__device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, float* mul, const float* __restrict__ x, const float* __restrict__ u, const int* __restrict__ perm, int M, int K, int k0, int kl) {
+__device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, float* mul, const float* __restrict__ x, const float* __restrict__ u, const float* __restrict__ nw, const int* __restrict__ perm, int M, int K, int k0, int kl) {
   const int lane = threadIdx.x & 31;
-  const bool v4 = !perm && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(u)) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
+  const bool v4 = !perm && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(nw)) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
   auto get4 = [&](const float* xr, const float* ur, int i) {  // elements 4i .. 4i+3 of the range
     float4 v;
     if (v4) {
@@ -161,12 +162,17 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
         const float4 w = reinterpret_cast<const float4*>(ur + k0)[i];
         v = make_float4(silu_gate(v.x, w.x), silu_gate(v.y, w.y), silu_gate(v.z, w.z), silu_gate(v.w, w.w));
       }
+      if (nw) {
+        const float4 w = reinterpret_cast<const float4*>(nw + k0)[i];
+        v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+      }
     } else {
       float e[4];
 #pragma unroll
       for (int j = 0; j < 4; j++) {
         const int k = perm ? perm[k0 + 4 * i + j] : k0 + 4 * i + j;
         e[j] = ur ? silu_gate(xr[k], ur[k]) : xr[k];
+        if (nw) e[j] *= nw[k];
       }
       v = make_float4(e[0], e[1], e[2], e[3]);
     }
@@ -249,6 +255,14 @@ struct QvArgs {
   QvSeg s[QV_MAXOUT];
   int count, ntot;  // segments, all their columns
   const float* u;   // non-null: the input is silu(x)·u (gated MLP), see stage_x_warp
+  // residual add + deferred RMSNorm (decoding). res [M, N] (one segment): y = res + x·Wᵀ (+ b), and ssq [M, N/64]
+  // gets each 64-column chunk's Σ y². nw [K] with ssq_in [M, K/64] (another GEMV's ssq of this x): the input is
+  // rmsnorm(x)·nw, i.e. x·nw staged and the sums times rsqrt(Σ ssq_in / K + eps) (the norm's scalar is linear)
+  const float* res;
+  float* ssq;
+  const float* nw;
+  const float* ssq_in;
+  float eps;
 };
 template <int MR, int G>
 __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kernel(const QvArgs args, const float* __restrict__ x, const int* __restrict__ perm,
@@ -297,11 +311,32 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(packed + ((long long)c * K16 + w0 + 2 * QV_UNROLL) * 32), "r"(n * 512) : "memory");
   }
 #endif
+  __shared__ float ssum[MR];  // the chunk's Σ y² per row (args.ssq)
+  if (threadIdx.x < MR) ssum[threadIdx.x] = 0.f;
   pdl_wait();
-  float mul[MR];
+  float mul[MR], rs[MR];  // x's staging scale; the deferred norm's scalar per row (1 without)
 #pragma unroll
-  for (int m = 0; m < MR; m++) mul[m] = 1.f;
-  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, perm, M, K, w0 * 16, (w1 - w0) * 16);
+  for (int m = 0; m < MR; m++) mul[m] = rs[m] = 1.f;
+  // loads the epilogue needs, issued now and used after the main loop (no round trip at either end): the
+  // producing GEMV's per-chunk sums of squares (deferred norm; up to 2 per lane and row, the rest read then),
+  // and this thread's residual values (a thread puts at most 2 outputs: M·64 <= 2·blockDim.x)
+  constexpr int SQP = 2;
+  float sqpre[MR][SQP], rpre[2] = {0.f, 0.f};
+  const int NC = K / 64;
+  if (args.nw) {
+#pragma unroll
+    for (int m = 0; m < MR; m++)
+#pragma unroll
+      for (int j = 0; j < SQP; j++) sqpre[m][j] = m < M && lane + 32 * j < NC ? args.ssq_in[m * NC + lane + 32 * j] : 0.f;
+  }
+  if (args.res) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const int i = threadIdx.x + j * QV_WARPS * 32;
+      if (i < M * 64) rpre[j] = args.res[(long long)(i / 64) * N + (long long)c * 64 + i % 64];
+    }
+  }
+  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, args.nw, perm, M, K, w0 * 16, (w1 - w0) * 16);
   float acc[MR][8];
   __half2 acch[MR][8];
 #pragma unroll
@@ -399,30 +434,64 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   __syncthreads();
   // the block's sums of column chunk c: y (ksplit = 1), the cluster's shared memory (bsum), or partial sums
   // that the last block of the chunk adds up
+  if (args.nw) {  // the deferred norm's scalar rsqrt(mean(x²) + eps) per row (the producer's N = this K)
+#pragma unroll
+    for (int m = 0; m < MR; m++) {
+      if (m >= M) break;
+      float v = 0.f;
+#pragma unroll
+      for (int j = 0; j < SQP; j++) v += sqpre[m][j];
+      for (int i = lane + 32 * SQP; i < NC; i += 32) v += args.ssq_in[m * NC + i];
+      for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+      rs[m] = rsqrtf(v / (float)K + args.eps);
+    }
+  }
   float* bsum = red + QV_WARPS * MR * 64;
-  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+  // the block that writes chunk c: y = v·rs + b (+ res), and with ssq the chunk's Σ y² per row; j: the
+  // thread's j-th output (i = threadIdx.x + j·blockDim.x), whose residual value is rpre[j]
+  float sq[MR];
+#pragma unroll
+  for (int m = 0; m < MR; m++) sq[m] = 0.f;
+  auto put = [&](int m, long long n, float v, int j) {
+    float r = rs[0];
+#pragma unroll
+    for (int mm = 1; mm < MR; mm++) if (mm == m) r = rs[mm];  // (constant indices: rs and sq stay in registers)
+    v = v * r + (bias ? bias[n] : 0.f) + (j == 0 ? rpre[0] : rpre[1]);
+    y[(long long)m * N + n] = v;
+#pragma unroll
+    for (int mm = 0; mm < MR; mm++) if (mm == m) sq[mm] += v * v;
+  };
+  auto put_ssq = [&]() {  // after the block's puts
+    if (!args.ssq) return;
+#pragma unroll
+    for (int m = 0; m < MR; m++) if (m < M && sq[m] != 0.f) atomicAdd(&ssum[m], sq[m]);
+    __syncthreads();
+    if (threadIdx.x < M) args.ssq[threadIdx.x * N64 + c] = ssum[threadIdx.x];
+  };
+  for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
     const int m = i / 64, col = i % 64;
     float v = 0.f;
 #pragma unroll
     for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
     const long long n = (long long)c * 64 + col;
     if (cluster) bsum[i] = v;
-    else if (ksplit == 1) y[(long long)m * N + n] = v + (bias ? bias[n] : 0.f);
+    else if (ksplit == 1) put(m, n, v, j);
     else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
   }
+  if (!cluster && ksplit == 1) put_ssq();
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
   if (cluster) {  // the chunk's k ranges are one cluster: rank 0 adds the blocks' sums up
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
     if (cl.block_rank() == 0) {
       const int nb = (int)cl.num_blocks();
-      for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+      for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
         const int m = i / 64, col = i % 64;
-        const long long n = (long long)c * 64 + col;
-        float v = bias ? bias[n] : 0.f;
+        float v = 0.f;
         for (int r = 0; r < nb; r++) v += cl.map_shared_rank(bsum, r)[i];
-        y[(long long)m * N + n] = v;
+        put(m, (long long)c * 64 + col, v, j);
       }
+      put_ssq();
     }
     cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
     return;
@@ -436,13 +505,13 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   __syncthreads();
   if (!last) return;
   __threadfence();
-  for (int i = threadIdx.x; i < M * 64; i += blockDim.x) {
+  for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
     const int m = i / 64, col = i % 64;
-    const long long n = (long long)c * 64 + col;
-    float v = bias ? bias[n] : 0.f;
+    float v = 0.f;
     for (int k2 = 0; k2 < ksplit; k2++) v += __ldcg(partial + ((long long)k2 * M + m) * ntot + (long long)cg * 64 + col);
-    y[(long long)m * N + n] = v;
+    put(m, (long long)c * 64 + col, v, j);
   }
+  put_ssq();
   if (threadIdx.x == 0) counters[cg] = 0;
 }
 
@@ -853,6 +922,19 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
     GQ_TRY(launch_qm4m(y + (long long)m0 * N, x + (long long)m0 * K, reinterpret_cast<const uint4*>(packed), sz, perm, bias, M - m0 < 16 ? M - m0 : 16, K, N, gs));
   return GQ_OK;
 }
+// the GEMV arguments for up to QV_MAXOUT weights sharing x
+static int many_args(QvArgs& a, int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias, const int* Ns, int M, int K, int gs) {
+  GQ_ARG(count >= 1 && count <= QV_MAXOUT, "matmul4_many: %d weights (1 to %d)", count, QV_MAXOUT);
+  GQ_ARG(K % 16 == 0 && gs % 16 == 0 && M >= 1 && M <= 4, "matmul4_many: needs K %% 16, group size %% 16, 1 <= M <= 4 (K=%d gs=%d M=%d)", K, gs, M);
+  a = QvArgs{};
+  a.count = count;
+  for (int i = 0; i < count; i++) {
+    GQ_ARG(Ns[i] % 64 == 0 && Ns[i] > 0, "matmul4_many: weight %d has %d columns (needs a positive multiple of 64)", i, Ns[i]);
+    a.s[i] = QvSeg{ys[i], reinterpret_cast<const uint4*>(packed[i]), sz[i], bias ? bias[i] : nullptr, Ns[i], a.ntot / 64};
+    a.ntot += Ns[i];
+  }
+  return GQ_OK;
+}
 int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,
                        const int* Ns, const float* x, const int* perm, int M, int K, int gs) {
   GQ_CHECK_INIT();
@@ -861,14 +943,29 @@ int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* p
     for (int i = 0; i < count; i++) GQ_TRY(gq_qm_matmul4(ys[i], x, packed[i], sz[i], perm, bias ? bias[i] : nullptr, M, K, Ns[i], gs));
     return GQ_OK;
   }
-  GQ_ARG(K % 16 == 0 && gs % 16 == 0 && M >= 1, "matmul4_many: needs K %% 16, group size %% 16, M >= 1");
-  QvArgs a = {};
-  a.count = count;
-  for (int i = 0; i < count; i++) {
-    GQ_ARG(Ns[i] % 64 == 0 && Ns[i] > 0, "matmul4_many: weight %d has %d columns (needs a positive multiple of 64)", i, Ns[i]);
-    a.s[i] = QvSeg{ys[i], reinterpret_cast<const uint4*>(packed[i]), sz[i], bias ? bias[i] : nullptr, Ns[i], a.ntot / 64};
-    a.ntot += Ns[i];
-  }
+  QvArgs a;
+  GQ_TRY(many_args(a, count, ys, packed, sz, bias, Ns, M, K, gs));
+  return launch_gemv(a, x, perm, M, K, gs);
+}
+int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,
+                              const int* Ns, const float* x, const int* perm, int M, int K, int gs, const float* nw, const float* ssq, float eps) {
+  GQ_CHECK_INIT();
+  GQ_ARG(nw && ssq && K % 64 == 0, "matmul4_many_normed: needs the norm weight, the sums of squares and K %% 64 (K=%d)", K);
+  QvArgs a;
+  GQ_TRY(many_args(a, count, ys, packed, sz, bias, Ns, M, K, gs));
+  a.nw = nw;
+  a.ssq_in = ssq;
+  a.eps = eps;
+  return launch_gemv(a, x, perm, M, K, gs);
+}
+int gq_qm_matmul4_add(float* y, float* ssq, const float* x, const float* u, const float* res, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias,
+                      int M, int K, int N, int gs) {
+  GQ_CHECK_INIT();
+  GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_add: needs K %% 16, N %% 64, group size %% 16 (K=%d N=%d gs=%d)", K, N, gs);
+  GQ_ARG(M >= 1 && M <= 4 && res && ssq, "matmul4_add: M = %d (1 to 4), the residual and the sums of squares are required", M);
+  QvArgs a = one_weight(y, packed, sz, bias, N, u);
+  a.res = res;
+  a.ssq = ssq;
   return launch_gemv(a, x, perm, M, K, gs);
 }
 int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {

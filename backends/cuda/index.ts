@@ -441,6 +441,41 @@ export class CudaBackend implements Backend {
     );
     return ys;
   }
+  /**
+   * y = residual + x' @ dequant(W)ᵀ (+ bias), x' = x or siluMul(x, gate), with ssq [M, N/64] (each 64-column
+   * chunk's Σ y² per row): one GEMV launch, at most 4 rows of a 4-bit weight in the fast layout; else null
+   */
+  quantMatmulAdd(x: Tensor, w: QuantWeight, residual: Tensor, o: { gate?: Tensor; bias?: Tensor } = {}): { y: Tensor; ssq: Tensor } | null {
+    const h = w.handle as QHandle;
+    const { inFeatures: K, outFeatures: N } = w.spec;
+    if (x.shape[x.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmulAdd: x ${shapeStr(x.shape)} does not end in in_features ${K}`);
+    const M = numel(x.shape) / K;
+    if (o.gate) sameSize("quantMatmulAdd (gate)", x, o.gate);
+    if (numel(residual.shape) !== M * N) throw new InvalidArgumentError(`quantMatmulAdd: residual ${shapeStr(residual.shape)} is not [${M}, ${N}]`);
+    if (!h.fast || M > 4 || process.env.GPTQ_FUSE_NORM === "0") return null; // (GPTQ_FUSE_NORM=0: add and norm unfused, for A/B)
+    const y = this.out([M, N]), ssq = this.out([M, N / 64]);
+    this.check(this.lib.gq_qm_matmul4_add(this.p(y), this.p(ssq), this.p(x), o.gate ? this.p(o.gate) : null, this.p(residual), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null,
+      o.bias ? this.p(o.bias) : null, M, K, N, h.groupSize), "quant_matmul_add (4-bit)");
+    return { y, ssq };
+  }
+  /** quantMatmulMany(rmsNorm(x, normW, eps), ws, biases) with ssq from quantMatmulAdd: one GEMV launch (at most 4 rows), else null */
+  quantMatmulManyNormed(x: Tensor, ssq: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null {
+    const hs = ws.map((w) => w.handle as QHandle);
+    const K = ws[0]?.spec.inFeatures ?? 0;
+    const M = numel(x.shape) / (K || 1);
+    const fusable = ws.length >= 1 && ws.length <= 3 && M <= 4 && K % 64 === 0 && x.shape[x.shape.length - 1] === K && numel(ssq.shape) === M * (K / 64) && numel(normW.shape) === K &&
+      hs.every((h, i) => h.fast && ws[i]!.spec.inFeatures === K && h.groupSize === hs[0]!.groupSize && h.perm === hs[0]!.perm);
+    if (!fusable) return null;
+    const ys = ws.map((w) => this.out([M, w.spec.outFeatures]));
+    const ptrs = (f: (i: number) => Ptr | null) => BigUint64Array.from(ws, (_, i) => BigInt(f(i) ?? 0));
+    this.check(
+      this.lib.gq_qm_matmul4_many_normed(ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
+        biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
+        Int32Array.from(ws, (w) => w.spec.outFeatures), this.p(x), hs[0]!.perm?.ptr ?? null, M, K, hs[0]!.groupSize, this.p(normW), this.p(ssq), eps),
+      "quant_matmul_many_normed (4-bit)",
+    );
+    return ys;
+  }
   /** quantMatmul(siluMul(g, u), w, bias): with at most 4 rows one GEMV launch that gates its input as it stages it */
   quantMatmulGated(g: Tensor, u: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
     const h = w.handle as QHandle;

@@ -230,7 +230,7 @@ export class LlamaModel {
    */
   layersFrom(x: Tensor, seq: (layer: number) => SeqOpts, finalNorm?: Tensor): Tensor {
     const be = this.backend, n = this.config.numLayers;
-    let h: Tensor | null = null;
+    let h: NormedInput | null = null;
     for (let i = 0; i < n; i++) {
       const next = i + 1 < n ? this.layer(i + 1).inNorm : finalNorm;
       const r = layerStep(this, this.layer(i), x, seq(i), h ?? undefined, next);
@@ -239,9 +239,13 @@ export class LlamaModel {
       h = r.h;
     }
     if (!finalNorm) return x;
-    if (!h) h = be.rmsNorm(x, finalNorm, this.config.rmsNormEps); // no layers
+    let out: Tensor;
+    if (!h || "ssq" in h) {  // no layers, or the final norm deferred: computed here (the LM head is a plain matmul)
+      out = be.rmsNorm(x, finalNorm, this.config.rmsNormEps);
+      if (h) be.free(h.ssq);
+    } else out = h;
     be.free(x);
-    return h;
+    return out;
   }
 
   /** logits [T, V] */
@@ -283,10 +287,59 @@ export function linear(be: Backend, x: Tensor, l: Linear): Tensor {
   return l.q ? be.quantMatmul(x, l.q, l.bias) : be.matmul(x, l.w!, l.bias);
 }
 
+/**
+ * rmsNorm(x, w, eps) not yet computed: x and its sums of squares (`ssq`, from Backend.quantMatmulAdd), so that
+ * the matmuls that take the norm apply it (quantMatmulManyNormed). x and w belong to the caller; ssq to this.
+ */
+export type DeferredNorm = { x: Tensor; ssq: Tensor; w: Tensor; eps: number };
+/** a layer's normed input: the tensor, or the norm deferred */
+export type NormedInput = Tensor | DeferredNorm;
+const isDeferred = (h: NormedInput): h is DeferredNorm => "ssq" in h;
+/** the normed input as a tensor (computed if deferred; the caller frees it with freeNormed) */
+function normTensor(be: Backend, h: NormedInput): Tensor {
+  return isDeferred(h) ? be.rmsNorm(h.x, h.w, h.eps) : h;
+}
+/** frees what a NormedInput owns (the tensor, or a deferred norm's sums) */
+export function freeNormed(be: Backend, h: NormedInput): void {
+  be.free(isDeferred(h) ? h.ssq : h);
+}
+
 /** several linears of the same input (q/k/v, gate/up): one packed launch where the backend offers it */
-export function linears(be: Backend, x: Tensor, ls: Linear[]): Tensor[] {
+export function linears(be: Backend, x: NormedInput, ls: Linear[]): Tensor[] {
+  if (isDeferred(x)) {
+    const ys = be.quantMatmulManyNormed && ls.every((l) => l.q) ? be.quantMatmulManyNormed(x.x, x.ssq, x.w, x.eps, ls.map((l) => l.q!), ls.map((l) => l.bias)) : null;
+    if (ys) return ys;
+    const h = normTensor(be, x);
+    const out = linears(be, h, ls);
+    be.free(h);
+    return out;
+  }
   if (be.quantMatmulMany && ls.every((l) => l.q)) return be.quantMatmulMany(x, ls.map((l) => l.q!), ls.map((l) => l.bias));
   return ls.map((l) => linear(be, x, l));
+}
+
+/**
+ * residual + linear(x) (x gated: siluMul(x, gate)) with the RMSNorm by `normW` after it: one packed launch that
+ * leaves the norm deferred where the backend offers quantMatmulAdd, else add and rmsNorm (fused where offered).
+ * Without normW only the sum. The caller frees sum and (freeNormed) norm.
+ */
+function linearAddNorm(be: Backend, x: Tensor, l: Linear, residual: Tensor, normW: Tensor | undefined, eps: number, gate?: Tensor): { sum: Tensor; norm: NormedInput | null } {
+  const f = l.q && be.quantMatmulAdd ? be.quantMatmulAdd(x, l.q, residual, { gate, bias: l.bias }) : null;
+  if (f) {
+    if (normW) return { sum: f.y, norm: { x: f.y, ssq: f.ssq, w: normW, eps } };
+    be.free(f.ssq);
+    return { sum: f.y, norm: null };
+  }
+  let y: Tensor;
+  if (gate && be.quantMatmulGated && l.q) y = be.quantMatmulGated(x, gate, l.q, l.bias);
+  else if (gate) {
+    const act = be.siluMul(x, gate);
+    y = linear(be, act, l);
+    be.free(act);
+  } else y = linear(be, x, l);
+  const r = normW ? addNorm(be, residual, y, normW, eps) : { sum: be.add(residual, y), norm: null };
+  be.free(y);
+  return r;
 }
 
 /** through a KV cache (posTensor: the position is a device scalar read when the work runs), or independent sequences */
@@ -297,7 +350,7 @@ export type SeqOpts = { cache: KVCache; layer: number; posTensor?: Tensor } | { 
  * false: rope, the cache writes and attention in one call); with ropeWriteKV k and v are written to the cache
  * here, in the same launch as rope (`cached`); otherwise attend writes them.
  */
-export function qkv(m: LlamaModel, L: LayerWeights, h: Tensor, o: SeqOpts): QKV {
+export function qkv(m: LlamaModel, L: LayerWeights, h: NormedInput, o: SeqOpts): QKV {
   const be = m.backend, c = m.config;
   const [q, k, v] = linears(be, h, [L.q, L.k, L.v]) as [Tensor, Tensor, Tensor];
   if ("cache" in o && be.ropeAttention) return { q, k, v, roped: false };
@@ -361,40 +414,22 @@ export function addNorm(be: Backend, x: Tensor, r: Tensor, w: Tensor, eps: numbe
  * rmsNorm(x, L.inNorm) when the caller has it (from the layer before; taken over and freed), and with
  * `next` (the next layer's input norm, or the final norm) the result also carries h = rmsNorm(x', next).
  */
-export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: Tensor, next?: Tensor): { x: Tensor; h: Tensor | null } {
+export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: NormedInput, next?: Tensor): { x: Tensor; h: NormedInput | null } {
   const be = m.backend, eps = m.config.rmsNormEps;
   const h = hIn ?? be.rmsNorm(x, L.inNorm, eps);
   const t = qkv(m, L, h, o);
-  be.free(h);
+  freeNormed(be, h);
   const a = attend(m, t, o);
   be.free(t.q); be.free(t.k); be.free(t.v);
-  const ao = linear(be, a, L.o);
+  // o_proj, the residual add and the post-attention norm (deferred into gate/up where the backend can)
+  const { sum: x2, norm: h2 } = linearAddNorm(be, a, L.o, x, L.postNorm, eps);
   be.free(a);
-  const { sum: x2, norm: h2 } = addNorm(be, x, ao, L.postNorm, eps);
-  be.free(ao);
-  const y = mlpNormed(m, L, h2);
-  be.free(h2);
-  let out: Tensor, hn: Tensor | null = null;
-  if (next) ({ sum: out, norm: hn } = addNorm(be, x2, y, next, eps));
-  else out = be.add(x2, y);
-  be.free(x2); be.free(y);
+  const [g, u] = linears(be, h2!, [L.gate, L.up]) as [Tensor, Tensor];
+  freeNormed(be, h2!);
+  // down with the SiLU gate, the residual add and the next norm (deferred into the next layer's q/k/v)
+  const { sum: out, norm: hn } = linearAddNorm(be, g, L.down, x2, next, eps, u);
+  be.free(g); be.free(u); be.free(x2);
   return { x: out, h: hn };
-}
-
-/** the MLP branch (without the residual) from its normed input h = rmsNorm(x): (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ */
-export function mlpNormed(m: LlamaModel, L: LayerWeights, h: Tensor): Tensor {
-  const be = m.backend;
-  const [g, u] = linears(be, h, [L.gate, L.up]) as [Tensor, Tensor];
-  if (be.quantMatmulGated && L.down.q) {
-    const y = be.quantMatmulGated(g, u, L.down.q, L.down.bias);
-    be.free(g); be.free(u);
-    return y;
-  }
-  const act = be.siluMul(g, u);
-  be.free(g); be.free(u);
-  const y = linear(be, act, L.down);
-  be.free(act);
-  return y;
 }
 
 /**
