@@ -178,7 +178,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
     }
     return v;
   };
-  if (QV_XREG > 0 && kl <= QV_XREG * 128) {
+  if (QV_XREG > 0 && kl <= QV_XREG * 128 && !nw) {  // (with nw two passes: the one-pass form with x and nw in registers measured slower)
     // the range fits QV_XREG float4 per lane: one pass of loads into registers, the maximum by shuffles, the
     // conversion from registers (one L2 round trip instead of two)
 #pragma unroll
@@ -311,8 +311,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(packed + ((long long)c * K16 + w0 + 2 * QV_UNROLL) * 32), "r"(n * 512) : "memory");
   }
 #endif
-  __shared__ float ssum[MR];  // the chunk's Σ y² per row (args.ssq)
-  if (threadIdx.x < MR) ssum[threadIdx.x] = 0.f;
+  __shared__ float ssum[QV_WARPS * MR];  // the warps' Σ y² per row of the chunk (args.ssq)
   pdl_wait();
   float mul[MR], rs[MR];  // x's staging scale; the deferred norm's scalar per row (1 without)
 #pragma unroll
@@ -461,12 +460,21 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
     for (int mm = 0; mm < MR; mm++) if (mm == m) sq[mm] += v * v;
   };
-  auto put_ssq = [&]() {  // after the block's puts
-    if (!args.ssq) return;
+  auto put_ssq = [&]() {  // after the block's puts: the warps' sums by shuffles, then per row over the warps
+    if (!args.ssq) return;     // (no shared-memory atomics: a float atomicAdd there is a compare-and-swap loop)
 #pragma unroll
-    for (int m = 0; m < MR; m++) if (m < M && sq[m] != 0.f) atomicAdd(&ssum[m], sq[m]);
+    for (int m = 0; m < MR; m++) {
+      float v = sq[m];
+      for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+      if (lane == 0) ssum[warp * MR + m] = v;
+    }
     __syncthreads();
-    if (threadIdx.x < M) args.ssq[threadIdx.x * N64 + c] = ssum[threadIdx.x];
+    if (threadIdx.x < M) {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < QV_WARPS; w++) v += ssum[w * MR + threadIdx.x];
+      args.ssq[threadIdx.x * N64 + c] = v;
+    }
   };
   for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
     const int m = i / 64, col = i % 64;
