@@ -178,7 +178,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
     }
     return v;
   };
-  if (QV_XREG > 0 && kl <= QV_XREG * 128 && !nw) {  // (with nw two passes: the one-pass form with x and nw in registers measured slower)
+  if (QV_XREG > 0 && kl <= QV_XREG * 128) {
     // the range fits QV_XREG float4 per lane: one pass of loads into registers, the maximum by shuffles, the
     // conversion from registers (one L2 round trip instead of two)
 #pragma unroll
@@ -287,6 +287,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   const int stride = QV_WARPS * spw * 16;
   __half* xs = reinterpret_cast<__half*>(smem);                                  // [MR][stride]
   float* red = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));  // [QV_WARPS][MR][64] the warps' sums, then [MR][64] the block's (cluster)
+  float* nws = red + (QV_WARPS + 1) * MR * 64;  // [stride] the norm weight over the block's k range (args.nw without perm)
   const uint4* src = packed + (long long)c * K16 * 32 + lane;
   const uint4* szc = reinterpret_cast<const uint4*>(sz + ((long long)c * 8 + gid) * 8);  // + group·N64·16 uint4
   const long long gstride = (long long)N64 * 16;
@@ -312,6 +313,16 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   }
 #endif
   __shared__ float ssum[QV_WARPS * MR];  // the warps' Σ y² per row of the chunk (args.ssq)
+  // the norm weight is a constant: each warp copies its k range into shared memory before the wait, so that
+  // staging x after it is one round trip, as without the norm
+  const float* nwx = args.nw;
+  if (args.nw && !perm && w0 < w1) {
+    const float4* src4 = reinterpret_cast<const float4*>(args.nw + w0 * 16);
+    float4* dst4 = reinterpret_cast<float4*>(nws + (w0 - kb0) * 16);
+    for (int i = lane; i < (w1 - w0) * 4; i += 32) dst4[i] = __ldg(src4 + i);
+    __syncwarp();
+    nwx = nws - kb0 * 16;  // indexed by k like the global one (only this warp's range is read)
+  }
   pdl_wait();
   float mul[MR], rs[MR];  // x's staging scale; the deferred norm's scalar per row (1 without)
 #pragma unroll
@@ -335,7 +346,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       if (i < M * 64) rpre[j] = args.res[(long long)(i / 64) * N + (long long)c * 64 + i % 64];
     }
   }
-  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, args.nw, perm, M, K, w0 * 16, (w1 - w0) * 16);
+  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
   float acc[MR][8];
   __half2 acch[MR][8];
 #pragma unroll
@@ -804,12 +815,13 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
   // block's k range in shared memory as fp16 (<= 8 KiB per row), then the warps' sums
   const int maxspw = (8 * 1024) / (2 * MR) / (QV_WARPS * 16);
-  auto smem_for = [&](int spw) {
-    return (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)(QV_WARPS + 1) * MR * 64 * sizeof(float);
+  // (+ the norm weight over the block's k range in fp32 with a deferred norm; the occupancy is taken with it)
+  auto smem_for = [&](int spw, bool nw) {
+    return (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)(QV_WARPS + 1) * MR * 64 * sizeof(float) + (nw ? (size_t)QV_WARPS * spw * 16 * sizeof(float) : 0);
   };
   static int fit[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
   if (!fit[vi]) {
-    GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw)));
+    GQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit[vi], kern, QV_WARPS * 32, smem_for(maxspw, true)));
     if (fit[vi] < 1) fit[vi] = 1;
   }
   // tuning knobs (bench sweeps): GPTQ_QV_WAVES blocks per resident slot (default 1: one wave),
@@ -845,7 +857,7 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
   }
   const bool cluster = ksplit > 1 && ksplit <= clusters;
-  const size_t smem = smem_for(spw);
+  const size_t smem = smem_for(spw, a.nw && !perm);
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
   // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
   static Grown counters, workspace;
