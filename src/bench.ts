@@ -77,7 +77,7 @@ export async function timeDeviceUs(be: Backend, fn: () => void, iters = 50): Pro
   if (!be.graphs) return { us: await timeUs(be, fn, iters), timing: "eager" };
   fn();
   await be.sync();
-  const g = be.graphs.capture(() => { for (let i = 0; i < 10; i++) fn(); });
+  const g = be.graphs.capture(() => { for (let i = 0; i < 10; i++) fn(); }, { arena: false }); // (see GraphSupport.capture)
   try {
     return { us: (await timeUs(be, () => g.replay(), Math.max(1, Math.ceil(iters / 10)))) / 10, timing: "graph" };
   } finally {

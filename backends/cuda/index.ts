@@ -18,7 +18,7 @@ type Ptr = Pointer;
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 
-interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean }
+interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean }
 
 class CudaTensor implements Tensor {
   constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
@@ -40,7 +40,9 @@ export class CudaBackend implements Backend {
   private readonly invFreqCache = new WeakMap<Float32Array, Buf>();
 
   /** set while a graph is being captured: buffers made inside, frees of outside buffers put off until the end */
-  private capture: { inside: Set<Buf>; deferred: Buf[] } | null = null;
+  private capture: { inside: Set<Buf>; deferred: Buf[]; arena: { buf: Buf; off: number } | null } | null = null;
+  /** bytes the last capture took from its arena (the next one reserves that much, at least 32 MiB) */
+  private arenaHint = 32 << 20;
 
   /** compute capability 8.0+: the packed matmul's tensor-core kernel (mma.sync m16n8k16, cp.async) for 5..64 rows */
   readonly tensorCoreMatmul: boolean;
@@ -49,10 +51,14 @@ export class CudaBackend implements Backend {
   }
 
   readonly graphs: GraphSupport = {
-    capture: (fn: () => void): DeviceGraph => {
+    capture: (fn: () => void, opts: { arena?: boolean } = {}): DeviceGraph => {
       if (this.capture) throw new InvalidArgumentError("cuda: graph captures do not nest");
+      // the tensors made inside come from an arena reserved before the capture (GPTQ_GRAPH_ARENA=0: stream-ordered
+      // allocations, which become memory nodes of the graph): with no allocation node between two kernels, their
+      // programmatic dependency (PDL) survives the capture. Past the arena's end, stream-ordered allocations.
+      const arena = opts.arena !== false && process.env.GPTQ_GRAPH_ARENA !== "0" ? { buf: this.alloc(this.arenaHint), off: 0 } : null;
       this.check(this.lib.gq_graph_begin(), "graph capture");
-      const cap = (this.capture = { inside: new Set<Buf>(), deferred: [] as Buf[] });
+      const cap = (this.capture = { inside: new Set<Buf>(), deferred: [] as Buf[], arena });
       const exec = new BigUint64Array(1);
       let err: unknown = null;
       try {
@@ -67,9 +73,11 @@ export class CudaBackend implements Backend {
         if (!err && cap.inside.size) err = new InvalidArgumentError(`cuda graph: ${cap.inside.size} tensor(s) created inside the capture were not freed inside it; write results into tensors made before the capture`);
       }
       const handle = Number(exec[0]) as Ptr;
+      if (arena) this.arenaHint = Math.max(this.arenaHint, arena.off);
       if (err) {
         for (const b of cap.inside) b.freed = true; // graph memory that never existed outside the graph
         if (handle) this.lib.gq_graph_free(handle);
+        if (arena) this.release(arena.buf);
         throw err;
       }
       let live = true;
@@ -79,7 +87,10 @@ export class CudaBackend implements Backend {
           this.check(this.lib.gq_graph_launch(handle), "graph launch");
         },
         free: () => {
-          if (live) this.lib.gq_graph_free(handle);
+          if (live) {
+            this.lib.gq_graph_free(handle);
+            if (arena) this.release(arena.buf); // (stream-ordered: after the graph's last replay)
+          }
           live = false;
         },
       };
@@ -100,6 +111,15 @@ export class CudaBackend implements Backend {
     if (rc !== 0) throw new NativeError(`cuda ${what}: ${this.lib.gq_last_error()}`);
   }
   private alloc(bytes: number): Buf {
+    const ar = this.capture?.arena;
+    const size = Math.ceil(Math.max(bytes, 1) / 256) * 256;
+    if (ar && ar.off + size <= ar.buf.bytes) {
+      const b: Buf = { ptr: (ar.buf.ptr + ar.off) as Ptr, bytes, freed: false, inGraph: true, arena: true };
+      ar.off += size;
+      this.capture!.inside.add(b);
+      return b;
+    }
+    if (ar) ar.off += size; // (counted: the next capture reserves enough)
     const out = new BigUint64Array(1);
     this.check(this.lib.gq_malloc(out, Math.max(bytes, 1)), `malloc(${bytes})`);
     const b: Buf = { ptr: Number(out[0]) as Ptr, bytes, freed: false };
@@ -118,7 +138,7 @@ export class CudaBackend implements Backend {
       }
     }
     b.freed = true;
-    this.lib.gq_free(b.ptr);
+    if (!b.arena) this.lib.gq_free(b.ptr);
   }
   private wrap(shape: readonly number[], dtype: DType, b: Buf): Tensor {
     const t = new CudaTensor(this, [...shape], dtype, b);
