@@ -63,6 +63,21 @@ fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u3
   }
 }
 
+// the sums of row m's column quad n4: y (+ bias) when the k range is not split, else this split's partial sums
+fn put4(v: vec4<f32>, m: u32, n4: u32, ks: u32) {
+  let n = n4 * 4u;
+  if (p.ksplit == 1u) {
+    var b = vec4<f32>(0.0);
+    if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
+    let o = v + b;
+    let yo = (p.m0 + m) * p.N + n;
+    y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
+  } else {
+    let o = (ks * p.M + m) * p.N + n;
+    part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
+  }
+}
+
 // the k-lanes' sums added in workgroup memory; y (one split) or this split's partial sums
 fn store(acc: array<vec4<f32>, 4>, l: vec3u, n4: u32, N4: u32, ks: u32) {
   if (l.y > 0u) {
@@ -72,18 +87,7 @@ fn store(acc: array<vec4<f32>, 4>, l: vec3u, n4: u32, N4: u32, ks: u32) {
   if (l.y == 0u && n4 < N4) {
     for (var m = 0u; m < 4u; m++) {
       if (m >= p.M) { break; }
-      let v = acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x];
-      let n = n4 * 4u;
-      if (p.ksplit == 1u) {
-        var b = vec4<f32>(0.0);
-        if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
-        let o = v + b;
-        let yo = (p.m0 + m) * p.N + n;
-        y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
-      } else {
-        let o = (ks * p.M + m) * p.N + n;
-        part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
-      }
+      put4(acc[m] + red[m * 64u + l.x] + red[(4u + m) * 64u + l.x] + red[(8u + m) * 64u + l.x], m, n4, ks);
     }
   }
 }
@@ -135,8 +139,8 @@ fn q4_reduce(@builtin(global_invocation_id) g: vec3u) {
 // from memory (a float4 pair per row, the same for the column quads of a k-lane: cache hits, no staging, no
 // barrier before the loop). The k-lanes are summed by a tree in workgroup memory at the end.
 // Measured on an H200 through Vulkan (four 7B shapes, M = 1, GPU time): 86.5-87.8 us against 129.8 for
-// q4_gemv; the same loads without the arithmetic take 44.6 us, so the arithmetic bounds it (this adapter has no
-// shader-f16). Dropped: half the shifts (two codes per shift, the even one at mantissa bits 15..18) with one
+// q4_gemv; the same loads without the arithmetic take 44.6 us, so the arithmetic bounds it (NVIDIA's Vulkan
+// driver gives Dawn no 16-bit float feature). Dropped: half the shifts (two codes per shift, the even one at mantissa bits 15..18) with one
 // flush per group instead of per row (102.2 us), that plus the next 8 rows loaded before the current are used
 // (116.7), 8 or 2 column quads per workgroup for every shape (115.3, 108.8).
 // MR: rows of x the pipeline is made for (p.M <= MR; 1 for decoding: no loop over rows left in the code; the
@@ -230,20 +234,7 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
       if (kl < st) { red[li] = red[li] + red[li + st * CQ]; }
       workgroupBarrier();
     }
-    if (kl == 0u && n4 < N4) {
-      let v = red[cq];
-      let n = n4 * 4u;
-      if (p.ksplit == 1u) {
-        var b = vec4<f32>(0.0);
-        if (p.has_bias != 0u) { b = vec4<f32>(bias[n], bias[n + 1u], bias[n + 2u], bias[n + 3u]); }
-        let o = v + b;
-        let yo = (p.m0 + m) * p.N + n;
-        y[yo] = o.x; y[yo + 1u] = o.y; y[yo + 2u] = o.z; y[yo + 3u] = o.w;
-      } else {
-        let o = (ks * p.M + m) * p.N + n;
-        part[o] = v.x; part[o + 1u] = v.y; part[o + 2u] = v.z; part[o + 3u] = v.w;
-      }
-    }
+    if (kl == 0u && n4 < N4) { put4(red[cq], m, n4, ks); }
     workgroupBarrier();
   }
 }
