@@ -411,8 +411,9 @@ export function addNorm(be: Backend, x: Tensor, r: Tensor, w: Tensor, eps: numbe
 
 /**
  * One decoder layer, x [T, H] -> x' [T, H], with the norms fused into the residual adds before them: `hIn` is
- * rmsNorm(x, L.inNorm) when the caller has it (from the layer before; taken over and freed), and with
- * `next` (the next layer's input norm, or the final norm) the result also carries h = rmsNorm(x', next).
+ * rmsNorm(x, L.inNorm) when the caller has it (from the layer before, as a tensor or deferred into the q/k/v
+ * matmul: DeferredNorm; taken over and freed), and with `next` (the next layer's input norm, or the final
+ * norm) the result also carries h = rmsNorm(x', next), likewise.
  */
 export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: NormedInput, next?: Tensor): { x: Tensor; h: NormedInput | null } {
   const be = m.backend, eps = m.config.rmsNormEps;
