@@ -862,9 +862,12 @@ export class WebGpuBackend implements Backend {
       // 32 columns per workgroup (8 column quads x 32 k-lanes) for wide weights, 16 (4 x 64) for narrow ones;
       // the k range split only when there are too few column blocks for the device (GPTQ_WEBGPU_QV_WGS, default
       // 256 workgroups), keeping >= 8 packed rows per k-lane
-      cq = Number(process.env.GPTQ_WEBGPU_QV_CQ) || (N4 / 8 >= 256 ? 8 : 4);
+      const envCq = process.env.GPTQ_WEBGPU_QV_CQ, envWgs = process.env.GPTQ_WEBGPU_QV_WGS;
+      if (envCq && ![1, 2, 4, 8, 16, 32].includes(Number(envCq))) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_CQ=${envCq}: column quads per workgroup must be 1, 2, 4, 8, 16 or 32`);
+      if (envWgs && !(Number.isInteger(Number(envWgs)) && Number(envWgs) > 0)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_WGS=${envWgs}: the target workgroup count must be a positive integer`);
+      cq = Number(envCq) || (N4 / 8 >= 256 ? 8 : 4);
       colGroups = Math.ceil(N4 / cq);
-      const target = Number(process.env.GPTQ_WEBGPU_QV_WGS) || 256;
+      const target = Number(envWgs) || 256;
       const maxSplit = Math.max(1, Math.floor(rows / (8 * (256 / cq))));
       const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
       rps = Math.ceil(rows / ks0);
