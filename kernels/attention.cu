@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_small_kernel(float* out, con
     }
 #pragma unroll
     for (int u = 0; u < 4; u++) {
-      for (int o = 16; o; o >>= 1) d[u] += __shfl_xor_sync(0xffffffff, d[u], o);
+      d[u] = warp_reduce<false>(d[u]);
       if (j0 + u < L) {
         if (lane == 0) sc[j0 + u] = d[u] * scale;
         mx = fmaxf(mx, d[u] * scale);

@@ -62,19 +62,25 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); every thread gets the result.
-// red: 32 T of shared memory, free for reuse when it returns. (fmaxf/fmax: a NaN loses to a number, as before.)
+// max (MAX) or sum of v over the warp (all 32 lanes take part); every lane gets the result.
+// (fmaxf/fmax: a NaN loses to a number.)
 __device__ __forceinline__ float reduce_op_max(float a, float b) { return fmaxf(a, b); }
 __device__ __forceinline__ double reduce_op_max(double a, double b) { return fmax(a, b); }
 template <bool MAX, typename T>
+__device__ __forceinline__ T warp_reduce(T v) {
+  for (int o = 16; o; o >>= 1) { const T u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? reduce_op_max(v, u) : v + u; }
+  return v;
+}
+// max (MAX) or sum of v over the block (blockDim a multiple of 32, at most 1024); every thread gets the result.
+// red: 32 T of shared memory, free for reuse when it returns.
+template <bool MAX, typename T>
 __device__ __forceinline__ T block_reduce(T v, T* red) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  for (int o = 16; o; o >>= 1) { const T u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? reduce_op_max(v, u) : v + u; }
+  v = warp_reduce<MAX>(v);
   if (lane == 0) red[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    v = lane < nw ? red[lane] : MAX ? red[0] : T(0);
-    for (int o = 16; o; o >>= 1) { const T u = __shfl_xor_sync(0xffffffff, v, o); v = MAX ? reduce_op_max(v, u) : v + u; }
+    v = warp_reduce<MAX>(lane < nw ? red[lane] : MAX ? red[0] : T(0));
     if (lane == 0) red[0] = v;
   }
   __syncthreads();

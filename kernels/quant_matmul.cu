@@ -195,7 +195,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
       }
 #pragma unroll
       for (int r = 0; r < QV_XREG; r++) mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v[r].x), fabsf(v[r].y)), fmaxf(fabsf(v[r].z), fabsf(v[r].w))));
-      for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+      mx = warp_reduce<true>(mx);
       mul[m] = pow2_scale(mx);
       __half2* xm = reinterpret_cast<__half2*>(xs + m * stride + off);
 #pragma unroll
@@ -221,7 +221,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
         mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
       }
     }
-    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+    mx = warp_reduce<true>(mx);
     mul[m] = pow2_scale(mx);
   }
 #pragma unroll
@@ -452,7 +452,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
       for (int j = 0; j < SQP; j++) v += sqpre[m][j];
       for (int i = lane + 32 * SQP; i < NC; i += 32) v += args.ssq_in[m * NC + i];
-      for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+      v = warp_reduce<false>(v);
       rs[m] = rsqrtf(v / (float)K + args.eps);
     }
   }
@@ -476,7 +476,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
     for (int m = 0; m < MR; m++) {
       float v = sq[m];
-      for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+      v = warp_reduce<false>(v);
       if (lane == 0) ssum[warp * MR + m] = v;
     }
     __syncthreads();
