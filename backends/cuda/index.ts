@@ -445,21 +445,29 @@ export class CudaBackend implements Backend {
    * kernel) one call each
    */
   quantMatmulMany(x: Tensor, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] {
+    const g = ws.length >= 2 ? this.sharedGemv(x, ws, biases) : null;
+    if (!g) return ws.map((w, i) => this.quantMatmul(x, w, biases?.[i]));
+    this.check(this.lib.gq_qm_matmul4_many(...g.args), "quant_matmul_many (4-bit)");
+    return g.ys;
+  }
+  /**
+   * 1-3 weights sharing x as one GEMV launch: their outputs and the arguments of gq_qm_matmul4_many (count, the
+   * host arrays of outputs, packed weights, scale/zeros and biases, widths, x, perm, M, K, group size); null
+   * unless one launch can take them (fast layout, at most 4 rows, the same K, group size and permutation)
+   */
+  private sharedGemv(x: Tensor, ws: QuantWeight[], biases?: (Tensor | undefined)[]) {
     const hs = ws.map((w) => w.handle as QHandle);
     const K = ws[0]?.spec.inFeatures ?? 0;
     const M = numel(x.shape) / (K || 1);
-    const fusable = ws.length >= 2 && ws.length <= 3 && M <= 4 && x.shape[x.shape.length - 1] === K &&
+    const fusable = ws.length >= 1 && ws.length <= 3 && M <= 4 && x.shape[x.shape.length - 1] === K &&
       hs.every((h, i) => h.fast && ws[i]!.spec.inFeatures === K && h.groupSize === hs[0]!.groupSize && h.perm === hs[0]!.perm);
-    if (!fusable) return ws.map((w, i) => this.quantMatmul(x, w, biases?.[i]));
+    if (!fusable) return null;
     const ys = ws.map((w) => this.out([M, w.spec.outFeatures]));
     const ptrs = (f: (i: number) => Ptr | null) => BigUint64Array.from(ws, (_, i) => BigInt(f(i) ?? 0));
-    this.check(
-      this.lib.gq_qm_matmul4_many(ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
-        biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
-        Int32Array.from(ws, (w) => w.spec.outFeatures), this.p(x), hs[0]!.perm?.ptr ?? null, M, K, hs[0]!.groupSize),
-      "quant_matmul_many (4-bit)",
-    );
-    return ys;
+    const args = [ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
+      biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
+      Int32Array.from(ws, (w) => w.spec.outFeatures), this.p(x), hs[0]!.perm?.ptr ?? null, M, K, hs[0]!.groupSize] as const;
+    return { ys, args };
   }
   /**
    * y = residual + x' @ dequant(W)ᵀ (+ bias), x' = x or siluMul(x, gate), with ssq [M, N/64] (each 64-column
@@ -480,21 +488,12 @@ export class CudaBackend implements Backend {
   }
   /** quantMatmulMany(rmsNorm(x, normW, eps), ws, biases) with ssq from quantMatmulAdd: one GEMV launch (at most 4 rows), else null */
   quantMatmulManyNormed(x: Tensor, ssq: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null {
-    const hs = ws.map((w) => w.handle as QHandle);
-    const K = ws[0]?.spec.inFeatures ?? 0;
-    const M = numel(x.shape) / (K || 1);
-    const fusable = ws.length >= 1 && ws.length <= 3 && M <= 4 && K % 64 === 0 && x.shape[x.shape.length - 1] === K && numel(ssq.shape) === M * (K / 64) && numel(normW.shape) === K &&
-      hs.every((h, i) => h.fast && ws[i]!.spec.inFeatures === K && h.groupSize === hs[0]!.groupSize && h.perm === hs[0]!.perm);
-    if (!fusable) return null;
-    const ys = ws.map((w) => this.out([M, w.spec.outFeatures]));
-    const ptrs = (f: (i: number) => Ptr | null) => BigUint64Array.from(ws, (_, i) => BigInt(f(i) ?? 0));
-    this.check(
-      this.lib.gq_qm_matmul4_many_normed(ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
-        biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
-        Int32Array.from(ws, (w) => w.spec.outFeatures), this.p(x), hs[0]!.perm?.ptr ?? null, M, K, hs[0]!.groupSize, this.p(normW), this.p(ssq), eps),
-      "quant_matmul_many_normed (4-bit)",
-    );
-    return ys;
+    const K = ws[0]?.spec.inFeatures ?? 0, M = numel(x.shape) / (K || 1);
+    if (K % 64 !== 0 || numel(ssq.shape) !== M * (K / 64) || numel(normW.shape) !== K) return null;
+    const g = this.sharedGemv(x, ws, biases);
+    if (!g) return null;
+    this.check(this.lib.gq_qm_matmul4_many_normed(...g.args, this.p(normW), this.p(ssq), eps), "quant_matmul_many_normed (4-bit)");
+    return g.ys;
   }
   /** quantMatmul(siluMul(g, u), w, bias): with at most 4 rows one GEMV launch that gates its input as it stages it */
   quantMatmulGated(g: Tensor, u: Tensor, w: QuantWeight, bias?: Tensor): Tensor {
