@@ -41,7 +41,7 @@ fn main(@builtin(global_invocation_id) gi: vec3u) {
     let z = zeros[g * rows + r];
     let d = hinv[c * p.cols + c - p.h_base];
     let x = w[i];
-    let q = clamp(round(x / s) + z, 0.0, maxq);
+    let q = clamp(round(div_rn(x, s)) + z, 0.0, maxq);
     let dq = s * (q - z);
     codes[c * rows + r - p.codes_base] = u32(q);
     let e = (x - dq) / d;

@@ -14,8 +14,13 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   let t = th / p.heads;
   let h = th % p.heads;
   let a = f32(p.pos0 + (p.t0 + t) % p.seq_len) * inv_freq[i];
-  let c = cos(a) * p.scale;
-  let s = sin(a) * p.scale;
+  // the angle reduced to [−π, π] before cos/sin (Cody–Waite: 2π = 6.28125 + 0.00193530717958..., the first
+  // exact in 8 bits, so k·6.28125 is exact up to k = 65535): Vulkan's cos/sin are accurate only near 0 (NVIDIA's
+  // lose about |a|·2⁻²² absolute, and rotary angles grow with the position)
+  let k = round(a * 0.15915494309189535);
+  let r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
+  let c = cos(r) * p.scale;
+  let s = sin(r) * p.scale;
   let b = t * p.heads * p.hd + h * p.hd;
   let x1 = x[b + i];
   let x2 = x[b + i + half];

@@ -86,27 +86,39 @@ export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) 
 }
 
 /**
- * Runs body once per shader variant the backend can switch between (WebGPU: with and without shader-f16
- * where the device has it), so that feature paths and their float32 fallbacks are both tested.
+ * Runs body once per shader variant the backend can switch between, so that feature paths and their fallbacks
+ * are all tested (WebGPU: "dot4", the integer-dot GEMV for every slab of 1-4 rows, where WGSL has
+ * dot4I8Packed; "f16" with shader-f16 where the device has it; "f32", neither).
  */
 export async function eachShaderVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
-  const w = be as unknown as { useShaderFeatures?: (f: { f16?: boolean }) => void; shaderFeatures?: { f16: boolean } };
+  type F = { f16?: boolean; dot4?: boolean };
+  const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures;
+  const before = w.shaderFeatures, env = process.env.GPTQ_WEBGPU_GEMV;
+  const variants: { name: string; f: Required<F>; gemv?: string }[] = [
+    { name: "dot4", f: { f16: true, dot4: true }, gemv: "i" },
+    { name: "f16", f: { f16: true, dot4: false } },
+    { name: "f32", f: { f16: false, dot4: false } },
+  ];
   try {
-    for (const f16 of [true, false]) {
-      w.useShaderFeatures({ f16 });
-      if (w.shaderFeatures.f16 !== f16) continue; // the device has no shader-f16
-      const variant = f16 ? "f16" : "f32";
+    for (const v of variants) {
+      w.useShaderFeatures(v.f);
+      const got = w.shaderFeatures;
+      if ((v.name === "dot4" && !got.dot4) || (v.name === "f16" && !got.f16)) continue; // the device lacks it
+      if (v.gemv) process.env.GPTQ_WEBGPU_GEMV = v.gemv;
+      else if (env === undefined) delete process.env.GPTQ_WEBGPU_GEMV;
+      else process.env.GPTQ_WEBGPU_GEMV = env;
       try {
-        await body(variant);
+        await body(v.name);
       } catch (e) {
-        (e as Error).message = `[shader variant ${variant}] ${(e as Error).message}`;
+        (e as Error).message = `[shader variant ${v.name}] ${(e as Error).message}`;
         throw e;
       }
     }
   } finally {
     w.useShaderFeatures(before);
+    if (env === undefined) delete process.env.GPTQ_WEBGPU_GEMV;
+    else process.env.GPTQ_WEBGPU_GEMV = env;
   }
 }
 

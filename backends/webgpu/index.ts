@@ -142,6 +142,7 @@ export class WebGpuBackend implements Backend {
     const host = new ArrayBuffer(slot * slots);
     this.ring = { buf: dev.createBuffer({ size: slot * slots, usage: BU.UNIFORM | BU.COPY_DST }), host, view: new DataView(host), slot, slots, used: 0 };
     this.features.f16 = dev.features.has("shader-f16") && process.env.GPTQ_WEBGPU_F16 !== "0";
+    this.features.dot4 = info.dot4 === true && process.env.GPTQ_WEBGPU_DOT4 !== "0";
     dev.lost.then((i) => { this.lost = `${i.reason}: ${i.message}`; });
     (dev as unknown as { onuncapturederror: ((e: { error: { message: string } }) => void) | null }).onuncapturederror = (e) => { this.error ??= e.error.message; };
   }
@@ -157,15 +158,17 @@ export class WebGpuBackend implements Backend {
   }
   private layouts = new Map<string, GPUBindGroupLayout>();
   /**
-   * Optional device features the shaders use: `f16` (shader-f16: q4_gemv_h, the packed matmul in f16
-   * arithmetic). On when the device has it; GPTQ_WEBGPU_F16=0 or useShaderFeatures turns it off.
+   * Optional features the shaders use: `f16` (shader-f16: q4_gemv_h, the packed matmul in f16 arithmetic) and
+   * `dot4` (WGSL's packed_4x8_integer_dot_product: dp4_gemv, the one-row packed matmul in integers). On where
+   * the implementation has them; GPTQ_WEBGPU_F16=0, GPTQ_WEBGPU_DOT4=0 or useShaderFeatures turns them off.
    */
-  private features = { f16: false };
-  /** tests and benchmarks: run the float32 fallbacks (or the feature paths again, where the device has them) */
-  useShaderFeatures(f: { f16?: boolean }): void {
+  private features = { f16: false, dot4: false };
+  /** tests and benchmarks: run the fallbacks (or the feature paths again, where the device has them) */
+  useShaderFeatures(f: { f16?: boolean; dot4?: boolean }): void {
     if (f.f16 !== undefined) this.features.f16 = f.f16 && this.dev.features.has("shader-f16");
+    if (f.dot4 !== undefined) this.features.dot4 = f.dot4 && this.info.dot4 === true;
   }
-  get shaderFeatures(): { f16: boolean } {
+  get shaderFeatures(): { f16: boolean; dot4: boolean } {
     return { ...this.features };
   }
   private source(name: string): string {
@@ -843,21 +846,26 @@ export class WebGpuBackend implements Backend {
     return y;
   }
   /**
-   * The fast 4-bit path for rows m0 .. m0 + mm of x (mm <= 4) into the same rows of y. One row (decoding):
-   * q4_gemv_s, every k-lane streaming a contiguous stretch of packed rows, the whole K per workgroup when there
-   * are enough column blocks, act-order input gathered first (H200 through Vulkan, four 7B shapes: 86.5-87.8 us
-   * of GPU time against 129.8 for q4_gemv). More rows: q4_gemv / q4_gemv_h (short k ranges, x staged in
-   * workgroup memory, always split). GPTQ_WEBGPU_GEMV=s or =old forces one for every slab (A/B, tests). Then
-   * q4_reduce over the splits. A packed weight above the binding limit is bound as windows of whole splits, one
-   * dispatch each.
+   * The fast 4-bit path for rows m0 .. m0 + mm of x (mm <= 4) into the same rows of y. One row (decoding), where
+   * WGSL has packed 4x8 integer dot products (features.dot4): dp4_gemv, each workgroup turning its k range of x
+   * into 16-bit integers per group in workgroup memory, then four dot4I8Packed per packed word (H200 through
+   * Vulkan, four 7B shapes: 72.1 us of GPU time). Without them: q4_gemv_s, the same streaming in float32, act-
+   * order input gathered first (86.5-87.8 us). More rows: q4_gemv / q4_gemv_h (short k ranges, x staged in
+   * workgroup memory, always split; measured faster than either streaming form at M = 4). GPTQ_WEBGPU_GEMV=i,
+   * s or old forces one for every slab (A/B, tests). Then q4_reduce over the splits. A packed weight above the
+   * binding limit is bound as windows of whole splits, one dispatch each.
    */
   private quantMatmulQ4(x: Tensor, y: Tensor, h: QHandle, mm: number, m0: number, K: number, N: number, bias: Bind | null): void {
     const f = h.fast4!, rows = K / 8, Q = f.qweight4.buf, N4 = N / 4;
     const mode = process.env.GPTQ_WEBGPU_GEMV;
-    if (mode !== undefined && mode !== "s" && mode !== "old") throw new InvalidArgumentError(`GPTQ_WEBGPU_GEMV=${mode}: use s (the streaming GEMV for every slab) or old (the split-k GEMV for every slab); unset: s for one row, old for more`);
-    const stream = mode === "s" || (mode === undefined && mm === 1);
+    if (mode !== undefined && !["i", "s", "old"].includes(mode)) throw new InvalidArgumentError(`GPTQ_WEBGPU_GEMV=${mode}: use i (the integer-dot GEMV), s (the float32 streaming GEMV) or old (the split-k GEMV) for every slab; unset: i (where WGSL has dot4I8Packed, else s) for one row, old for more`);
+    if (mode === "i" && !this.features.dot4) throw new UnsupportedOpError("GPTQ_WEBGPU_GEMV=i: this WebGPU implementation has no packed 4x8 integer dot products (WGSL language feature packed_4x8_integer_dot_product, or GPTQ_WEBGPU_DOT4=0); use s or old");
+    const dot4 = mode === "i" || (mode === undefined && mm === 1 && this.features.dot4);
+    const stream = dot4 || mode === "s" || (mode === undefined && mm === 1);
     let rps: number, cq = 0, colGroups: number;
-    let xb: Bind = this.b(x), xm0 = m0, gathered: WBuf | null = null;
+    let xb: Bind = this.b(x), xm0 = m0;
+    const temps: WBuf[] = [];
+    let cap = 0;
     if (stream) {
       // 32 columns per workgroup (8 column quads x 32 k-lanes) for wide weights, 16 (4 x 64) for narrow ones;
       // the k range split only when there are too few column blocks for the device (GPTQ_WEBGPU_QV_WGS, default
@@ -865,15 +873,25 @@ export class WebGpuBackend implements Backend {
       const envCq = process.env.GPTQ_WEBGPU_QV_CQ, envWgs = process.env.GPTQ_WEBGPU_QV_WGS;
       if (envCq && ![1, 2, 4, 8, 16, 32].includes(Number(envCq))) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_CQ=${envCq}: column quads per workgroup must be 1, 2, 4, 8, 16 or 32`);
       if (envWgs && !(Number.isInteger(Number(envWgs)) && Number(envWgs) > 0)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_WGS=${envWgs}: the target workgroup count must be a positive integer`);
-      cq = Number(envCq) || (N4 / 8 >= 256 ? 8 : 4);
-      colGroups = Math.ceil(N4 / cq);
+      // The integer GEMV: short inputs (<= 512 packed rows) as many column quads as leave target / 2 column
+      // blocks, so that there is no split (no q4_reduce dispatch); long ones 32 quads and a split (its workgroups
+      // turn only their stretch of x into integers). H200 through Vulkan, per shape: o 4096x4096 7.9 us with 8
+      // quads, 10.5 with 32 (8 splits); down 11008x4096 13.1 with 32 (8 splits), 19.7 with 8 (no split).
       const target = Number(envWgs) || 256;
+      const fit = 2 ** Math.floor(Math.log2(Math.max(1, N4 / (target / 2))));
+      cq = Number(envCq) || (dot4 ? (rows <= 512 ? Math.min(32, Math.max(4, fit)) : 32) : N4 / 8 >= 256 ? 8 : 4);
+      colGroups = Math.ceil(N4 / cq);
       const maxSplit = Math.max(1, Math.floor(rows / (8 * (256 / cq))));
       const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
       rps = Math.ceil(rows / ks0);
-      if (f.perm) {
+      if (dot4) {
+        // x turned into integers by each workgroup in workgroup memory: 24 bytes per packed row and row of x
+        cap = Math.floor(((this.dev.limits.maxComputeWorkgroupStorageSize - 4096 - 64) / mm - 4) / 24); // (64: alignment)
+        rps = Math.min(rps, cap);
+      } else if (f.perm) {
         // act-order: x's rows gathered once into input order (q4_gemv_s then reads them as rows 0 .. mm)
-        gathered = this.alloc(mm * K * 4, "gathered activations", true);
+        const gathered = this.alloc(mm * K * 4, "gathered activations", true);
+        temps.push(gathered);
         const g = this.grid(mm * K, 256);
         this.run("quant_matmul_q4", "q4_gather", [xb, this.dummy, this.dummy, this.dummy, f.perm.buf, this.dummy, gathered.buf, this.dummy], [mm, K, N, f.gs, 1, rows, 0, 1, g.nx, m0, 0, 0, 0, 0], g.groups);
         xb = gathered.buf;
@@ -888,6 +906,8 @@ export class WebGpuBackend implements Backend {
     }
     if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
     const ks = Math.ceil(rows / rps);
+    // dp4_gemv's workgroup memory, in packed rows: a power of two (few pipelines) unless that exceeds the device's
+    const xr = Math.min(cap, 2 ** Math.ceil(Math.log2(rps)));
     // splits per window (all of them when the weight fits one binding)
     const perWin = Q.size <= this.maxBinding ? ks : Math.floor((this.maxBinding - this.align) / (rps * N * 4));
     if (perWin < 1) throw new UnsupportedOpError(`webgpu quant_matmul_q4: ${rps} packed rows of ${N} columns exceed the storage binding limit (${MiB(this.maxBinding)})`);
@@ -898,11 +918,16 @@ export class WebGpuBackend implements Backend {
     for (let k0 = 0; k0 < ks; k0 += perWin) {
       const nk = Math.min(perWin, ks - k0), r0 = k0 * rps, r1 = Math.min(rows, r0 + nk * rps);
       const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
-      params[10] = k0;
-      params[11] = qv.base / 4;
-      this.run("quant_matmul_q4", entry, [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, part?.buf ?? this.dummy, this.b(y)], [...params], [colGroups, nk], constants);
+      const out = [part?.buf ?? this.dummy, this.b(y)];
+      if (dot4) {
+        this.run("quant_matmul_dp4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq], [colGroups, nk], { MR: mm, XR: xr });
+      } else {
+        params[10] = k0;
+        params[11] = qv.base / 4;
+        this.run("quant_matmul_q4", entry, [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [...params], [colGroups, nk], constants);
+      }
     }
-    if (gathered) this.release(gathered);
+    for (const t of temps) this.release(t);
     if (part) {
       const g = this.grid(mm * N, 256);
       params[8] = g.nx;
@@ -1000,9 +1025,11 @@ function probeOnce() {
     }
     const features = [...adapter.features].filter((f) => ["shader-f16", "subgroups", "timestamp-query"].includes(f));
     const l = adapter.limits;
+    // WGSL language features: dot4I8Packed (the one-row packed matmul in integers)
+    const dot4 = (gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures?.has("packed_4x8_integer_dot_product") === true;
     const software = info.architecture === "software" || /llvmpipe|lavapipe|swiftshader/i.test(`${info.device} ${info.description}`);
     const details = {
-      vendor: info.vendor, architecture: info.architecture, description: info.description, features, software,
+      vendor: info.vendor, architecture: info.architecture, description: info.description, features, dot4, software,
       limits: { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension, maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
       subgroupSize: (info as unknown as { subgroupMinSize?: number }).subgroupMinSize,
     };

@@ -57,6 +57,28 @@ async function checkMagnitudes(be: Backend, oracle: Backend) {
 }
 
 /**
+ * a NaN or an infinity in x reaches every output of its row, as through float arithmetic (the integer-dot GEMV
+ * turns x into integers per group: a non-finite group must not become a finite number), and no other row
+ */
+async function checkNonFinite(be: Backend) {
+  const r = rng();
+  const [K, N, gs] = [512, 64, 128];
+  for (const actOrder of [false, true]) {
+    const c = randomQuant(r, 4, K, N, gs, actOrder, true);
+    for (const M of [1, 3]) for (const bad of [NaN, Infinity]) {
+      const x = randn(M * K, r);
+      x[(M - 1) * K + 300] = bad; // the last row
+      const y = await dl(be.quantMatmul(be.upload(x, [M, K], "f32"), be.prepareQuantWeight(c.spec)));
+      for (let i = 0; i < M * N; i++) {
+        const last = i >= (M - 1) * N;
+        if (last ? Number.isFinite(y[i]) : !Number.isFinite(y[i])) throw new Error(`quantMatmul M=${M} x holding ${bad} act=${actOrder}: y[${i}] = ${y[i]} (the ${last ? "" : "un"}affected row)`);
+      }
+      expect(y.slice(0, (M - 1) * N).every(Number.isFinite)).toBe(true);
+    }
+  }
+}
+
+/**
  * long inputs (K of 8-11 thousand, few columns): the GEMV's k range split across workgroups (WebGPU: q4_gemv_s
  * with partial sums and q4_reduce, a split starting inside a group), with and without act-order
  */
@@ -184,6 +206,7 @@ describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
   eachGpuBackend("vs cpu (every shader variant)", (be, c) => eachShaderVariant(be, () => check(be, c)));
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
+  eachGpuBackend("a NaN or an infinity in x reaches its row's outputs (every shader variant)", (be) => eachShaderVariant(be, () => checkNonFinite(be)));
   eachGpuBackend("vs cpu, long inputs split across workgroups (every shader variant)", (be, c) => eachShaderVariant(be, () => checkLong(be, c)));
   eachGpuBackend("several weights sharing x in one launch (quantMatmulMany)", (be, c) => checkMany(be, c), 300_000, "quantMatmulMany");
   eachGpuBackend("the MLP gate fused into the matmul (quantMatmulGated)", (be, c) => checkGated(be, c), 300_000, "quantMatmulGated");
