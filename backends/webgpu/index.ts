@@ -849,7 +849,7 @@ export class WebGpuBackend implements Backend {
    * The fast 4-bit path for rows m0 .. m0 + mm of x (mm <= 4) into the same rows of y. One row (decoding), where
    * WGSL has packed 4x8 integer dot products (features.dot4): dp4_gemv, each workgroup turning its k range of x
    * into 16-bit integers per group in workgroup memory, then four dot4I8Packed per packed word (H200 through
-   * Vulkan, four 7B shapes: 72.1 us of GPU time). Without them: q4_gemv_s, the same streaming in float32, act-
+   * Vulkan, four 7B shapes: 66.8 us of GPU time). Without them: q4_gemv_s, the same streaming in float32, act-
    * order input gathered first (86.5-87.8 us). More rows: q4_gemv / q4_gemv_h (short k ranges, x staged in
    * workgroup memory, always split; measured faster than either streaming form at M = 4). GPTQ_WEBGPU_GEMV=i,
    * s or old forces one for every slab (A/B, tests). Then q4_reduce over the splits. A packed weight above the
@@ -885,8 +885,10 @@ export class WebGpuBackend implements Backend {
       const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
       rps = Math.ceil(rows / ks0);
       if (dot4) {
-        // x turned into integers by each workgroup in workgroup memory: 24 bytes per packed row and row of x
-        cap = Math.floor(((this.dev.limits.maxComputeWorkgroupStorageSize - 4096 - 64) / mm - 4) / 24); // (64: alignment)
+        // x turned into integers by each workgroup in workgroup memory: 24 bytes per packed row and row of x, beside
+        // the 4 KiB of the k-lanes' sums (`red_s`; 64: alignment)
+        cap = Math.floor(((this.dev.limits.maxComputeWorkgroupStorageSize - 4096 - 64) / mm - 4) / 24);
+        if (cap < 8) throw new UnsupportedOpError(`webgpu quant_matmul: ${this.dev.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory hold too few rows of x for the integer GEMV; set GPTQ_WEBGPU_DOT4=0`);
         rps = Math.min(rps, cap);
       } else if (f.perm) {
         // act-order: x's rows gathered once into input order (q4_gemv_s then reads them as rows 0 .. mm)
@@ -920,7 +922,7 @@ export class WebGpuBackend implements Backend {
       const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
       const out = [part?.buf ?? this.dummy, this.b(y)];
       if (dot4) {
-        this.run("quant_matmul_dp4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq], [colGroups, nk], { MR: mm, XR: xr });
+        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xr });
       } else {
         params[10] = k0;
         params[11] = qv.base / 4;
