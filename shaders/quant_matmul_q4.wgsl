@@ -40,6 +40,11 @@ fn xin(m: u32, k: u32) -> f32 {
 }
 
 fn f16q(v: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>((v & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u)); }
+// the 8 codes of a packed word (per column of the vec4), input j at f[j]
+fn codes8(w: vec4<u32>) -> array<vec4<f32>, 8> {
+  return array<vec4<f32>, 8>(f16q(w << vec4<u32>(19u)), f16q(w << vec4<u32>(15u)), f16q(w << vec4<u32>(11u)), f16q(w << vec4<u32>(7u)),
+                             f16q(w << vec4<u32>(3u)), f16q(w >> vec4<u32>(1u)), f16q(w >> vec4<u32>(5u)), f16q(w >> vec4<u32>(9u)));
+}
 
 // acc[m] += this thread's 4 columns over packed row r (8 inputs): scale·(Σ x·q − zero·Σ x)
 fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u32, kl: u32, n4: u32, N4: u32) {
@@ -48,18 +53,11 @@ fn add_row(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, r0: u3
   let z = zeros[g * N4 + n4];
   let base = (r - r0) * 2u;  // in vec4s
   // the 8 codes of each column as floats 1 + q/16 (see f16q): Σ x·q = 16·(Σ x·f − Σ x)
-  let f0 = f16q(w << vec4<u32>(19u));
-  let f1 = f16q(w << vec4<u32>(15u));
-  let f2 = f16q(w << vec4<u32>(11u));
-  let f3 = f16q(w << vec4<u32>(7u));
-  let f4 = f16q(w << vec4<u32>(3u));
-  let f5 = f16q(w >> vec4<u32>(1u));
-  let f6 = f16q(w >> vec4<u32>(5u));
-  let f7 = f16q(w >> vec4<u32>(9u));
+  let f = codes8(w);
   for (var m = 0u; m < p.M; m++) {
     let xa = xs[m * (kl / 4u) + base];
     let xb = xs[m * (kl / 4u) + base + 1u];
-    let df = xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
+    let df = xa.x * f[0] + xa.y * f[1] + xa.z * f[2] + xa.w * f[3] + xb.x * f[4] + xb.y * f[5] + xb.z * f[6] + xb.w * f[7];
     let sx = (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
     (*acc)[m] += s * (16.0 * df - (16.0 + z) * sx);
   }
@@ -151,20 +149,13 @@ override MR: u32 = 4u;
 fn row_s(acc: ptr<function, array<vec4<f32>, 4>>, w: vec4<u32>, r: u32, c1: vec4<f32>, c2: vec4<f32>) {
   // the 8 codes of each column as floats 1 + q/16: Σ x·q·s − z·s·Σ x = c1·Σ x·f + c2·Σ x with c1 = 16 s,
   // c2 = −(16 + z) s
-  let f0 = f16q(w << vec4<u32>(19u));
-  let f1 = f16q(w << vec4<u32>(15u));
-  let f2 = f16q(w << vec4<u32>(11u));
-  let f3 = f16q(w << vec4<u32>(7u));
-  let f4 = f16q(w << vec4<u32>(3u));
-  let f5 = f16q(w >> vec4<u32>(1u));
-  let f6 = f16q(w >> vec4<u32>(5u));
-  let f7 = f16q(w >> vec4<u32>(9u));
+  let f = codes8(w);
   let K4 = p.K / 4u;
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
       let xa = x[(p.xm0 + m) * K4 + 2u * r];
       let xb = x[(p.xm0 + m) * K4 + 2u * r + 1u];
-      let df = xa.x * f0 + xa.y * f1 + xa.z * f2 + xa.w * f3 + xb.x * f4 + xb.y * f5 + xb.z * f6 + xb.w * f7;
+      let df = xa.x * f[0] + xa.y * f[1] + xa.z * f[2] + xa.w * f[3] + xb.x * f[4] + xb.y * f[5] + xb.z * f[6] + xb.w * f[7];
       let sx = (xa.x + xa.y) + (xa.z + xa.w) + (xb.x + xb.y) + (xb.z + xb.w);
       (*acc)[m] += c1 * df + c2 * sx;
     }
