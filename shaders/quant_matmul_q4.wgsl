@@ -220,31 +220,25 @@ fn step_s(acc: ptr<function, array<vec4<f32>, 4>>, gs: ptr<function, GroupS>, w:
 @compute @workgroup_size(256)
 fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let t = lane_of(wg, li);
-  let N4 = t.N4;
-  let n4 = t.n4;
-  let nc = t.nc;
-  let ks = t.ks;
-  let ra = t.ra;
-  let rb = t.rb;
   let gr = p.gs / 8u;  // packed rows per group
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  var gs = GroupS(ra / gr, ra, vec4<f32>(0.0), vec4<f32>(0.0));  // (its parameters are taken at row ra)
-  var r = ra;
+  var gs = GroupS(t.ra / gr, t.ra, vec4<f32>(0.0), vec4<f32>(0.0));  // (its parameters are taken at row ra)
+  var r = t.ra;
   loop {
-    if (r + 8u > rb) { break; }
-    let w = load8(r * N4 + nc - p.qbase, N4);
-    step_s(&acc, &gs, w[0], r, nc, N4, gr);
-    step_s(&acc, &gs, w[1], r + 1u, nc, N4, gr);
-    step_s(&acc, &gs, w[2], r + 2u, nc, N4, gr);
-    step_s(&acc, &gs, w[3], r + 3u, nc, N4, gr);
-    step_s(&acc, &gs, w[4], r + 4u, nc, N4, gr);
-    step_s(&acc, &gs, w[5], r + 5u, nc, N4, gr);
-    step_s(&acc, &gs, w[6], r + 6u, nc, N4, gr);
-    step_s(&acc, &gs, w[7], r + 7u, nc, N4, gr);
+    if (r + 8u > t.rb) { break; }
+    let w = load8(r * t.N4 + t.nc - p.qbase, t.N4);
+    step_s(&acc, &gs, w[0], r, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[1], r + 1u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[2], r + 2u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[3], r + 3u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[4], r + 4u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[5], r + 5u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[6], r + 6u, t.nc, t.N4, gr);
+    step_s(&acc, &gs, w[7], r + 7u, t.nc, t.N4, gr);
     r += 8u;
   }
-  for (; r < rb; r++) { step_s(&acc, &gs, qweight[r * N4 + nc - p.qbase], r, nc, N4, gr); }
-  out_lanes(acc, li, n4, N4, ks);
+  for (; r < t.rb; r++) { step_s(&acc, &gs, qweight[r * t.N4 + t.nc - p.qbase], r, t.nc, t.N4, gr); }
+  out_lanes(acc, li, t.n4, t.N4, t.ks);
 }
 
 
@@ -258,7 +252,7 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
 // exact, summed in i32 over a run of rows of one group, and per run
 //   y += scale·sx·(256·Σ q·hi + Σ q·lo − zero·Σ xi)
 // Three integer ops and four dot products for 8 inputs of a column, where the float32 form (q4_gemv_s) takes a
-// shift, an and/or and an FMA per input. 16 bits per value against the group's largest: finer than the f16
+// shift, an and/or and an FMA per input. 16 bits per value against the group's largest: finer than the half-precision
 // staging of the CUDA GEMV for all but a group's smallest values, whose products count least.
 // Workgroup and k split as q4_gemv_s: 256 = p.cq column quads x 256/p.cq k-lanes, each k-lane over a
 // contiguous stretch of the split's packed rows; splits go to `part` for q4_reduce.

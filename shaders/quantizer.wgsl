@@ -2,7 +2,7 @@
 // row over n values of Wt at stride `stride`, and the round-half-even quantizer.
 
 // a / b correctly rounded (Markstein: the quotient corrected by its exact residual through an FMA). Vulkan lets
-// a driver's division be 2.5 ulp off (NVIDIA's is): weights stored in bf16/f16 land exactly on .5 between two
+// a driver's division be 2.5 ulp off (NVIDIA's is): weights stored in 16-bit floats land exactly on .5 between two
 // codes often enough (0.13% of the codes of a real checkpoint) that an inexact quotient moves them to the other
 // code, and the codes would depend on the GPU.
 fn div_rn(a: f32, b: f32) -> f32 {
