@@ -95,6 +95,7 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
   const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
   const before = w.shaderFeatures, env = process.env.GPTQ_WEBGPU_GEMV;
+  const setGemv = (v: string | undefined) => (v === undefined ? delete process.env.GPTQ_WEBGPU_GEMV : (process.env.GPTQ_WEBGPU_GEMV = v));
   const variants: { name: string; f: Required<F>; gemv?: string }[] = [
     { name: "dot4", f: { f16: true, dot4: true }, gemv: "i" },
     { name: "f16", f: { f16: true, dot4: false } },
@@ -105,9 +106,7 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
       w.useShaderFeatures(v.f);
       const got = w.shaderFeatures;
       if ((v.name === "dot4" && !got.dot4) || (v.name === "f16" && !got.f16)) continue; // the device lacks it
-      if (v.gemv) process.env.GPTQ_WEBGPU_GEMV = v.gemv;
-      else if (env === undefined) delete process.env.GPTQ_WEBGPU_GEMV;
-      else process.env.GPTQ_WEBGPU_GEMV = env;
+      setGemv(v.gemv ?? env);
       try {
         await body(v.name);
       } catch (e) {
@@ -117,8 +116,7 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
     }
   } finally {
     w.useShaderFeatures(before);
-    if (env === undefined) delete process.env.GPTQ_WEBGPU_GEMV;
-    else process.env.GPTQ_WEBGPU_GEMV = env;
+    setGemv(env);
   }
 }
 
