@@ -165,8 +165,8 @@ cli
       const rs = await bench.benchDecode(m, num("tokens", o.tokens, { int: true, min: 1 })!);
       if (o.json) console.log(JSON.stringify({ card, model, runs: rs }));
       else for (const r of rs) {
-        const vs = r === rs[1] ? ` = ${(r.tokensPerSecond / rs[0]!.tokensPerSecond).toFixed(2)}x eager` : "";
-        console.log(`decode (${r.mode}) ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.msPerToken.toFixed(2)} ms/token)${vs}, batch 1, ${card}${r.graphError ? ` [graph capture failed: ${r.graphError}]` : ""}`);
+        const vs = r === rs[0] ? "" : ` = ${(r.tokensPerSecond / rs[0]!.tokensPerSecond).toFixed(2)}x eager${r.mode === "pipelined" && rs[1]?.mode === "graph" ? `, ${(r.tokensPerSecond / rs[1].tokensPerSecond).toFixed(3)}x graph` : ""}`;
+        console.log(`decode (${r.mode}) ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.msPerToken.toFixed(2)} ms/token)${vs}, batch 1, ${card}; before: ${r.warmupMs.toFixed(1)} ms for the first single-token step${r.mode === "eager" ? "" : " and the capture"}${r.graphError ? ` [graph capture failed: ${r.graphError}]` : ""}`);
       }
     } else if (what === "quantize") {
       if (!model || !o.dataset || !o.out) throw new InvalidArgumentError("bench quantize: give <model>, --dataset and --out");

@@ -7,7 +7,8 @@
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, qm4m at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128;
 #              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b)
-#   decode7b   decode tokens/s of that 4-bit model at batch 1, eager and as a replayed CUDA graph
+#   decode7b   decode tokens/s of that 4-bit model at batch 1: eager, a replayed CUDA graph, and pipelined (graph +
+#              the token picked on the device, the next step queued ahead)
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
@@ -56,7 +57,7 @@ for s in $stages; do
     GPTQ_CUDA_TF32=0 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/backends.test.ts 2>&1 | tee "$OUT/test-fp32.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|agree" ;;
   sanitize)
     log sanitize
-    GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts test/ops/rope.test.ts test/ops/write_rows.test.ts test/ops/embedding.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;
+    GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts test/ops/rope.test.ts test/ops/write_rows.test.ts test/ops/embedding.test.ts test/ops/argmax_next.test.ts test/ops/half_gemv.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;
   matmul)
     log matmul
     bun gptq.ts bench matmul --backend cuda --m 1,16,64 --iters 200 | tee "$OUT/matmul.md"
@@ -93,7 +94,7 @@ for s in $stages; do
       [ -f "$lib" ] || continue
       echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee -a "$OUT/decode.txt"
     done
-    if command -v nsys >/dev/null; then  # where the time of a replayed decode step goes, kernel by kernel
+    if [ "${DECODE_NSYS:-1}" != 0 ] && command -v nsys >/dev/null; then  # (DECODE_NSYS=0: skip) where the time of a replayed decode step goes, kernel by kernel
       GPTQ_QUIET=1 timeout 120 nsys profile -o $T/decode --force-overwrite true -t cuda --cuda-graph-trace=node bun gptq.ts bench decode $Q --backend cuda --tokens 32 > $T/nsys.log 2>&1
       nsys stats --report cuda_gpu_kern_sum --format table $T/decode.nsys-rep 2>/dev/null | cut -c1-200 | head -30 | tee "$OUT/decode-kernels.txt"
     else echo "nsys not found: no kernel breakdown"; fi ;;

@@ -89,6 +89,9 @@ __device__ __forceinline__ T block_reduce(T v, T* red) {
   return v;
 }
 
+// y [n] = fp16(x [n]), round to nearest (hessian.cu; launched from other files through its host stub)
+__global__ void to_half_kernel(__half* y, const float* x, long long n);
+
 static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 namespace gq {

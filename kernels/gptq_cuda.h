@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 5
+#define GQ_ABI_VERSION 6
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -28,6 +28,11 @@ int gq_download(void* host, const void* src, long long bytes);
 int gq_copy(void* dst, const void* src, long long bytes);
 int gq_sync(void);
 int gq_mem_info(long long* free_bytes, long long* total_bytes);
+/* pinned host memory that kernels write through *dev and the host reads directly */
+int gq_host_alloc(void** host, void** dev, long long bytes);
+int gq_host_free(void* host);
+/* *busy = 1 while queued work remains, else 0; returns the error queued work met, without waiting */
+int gq_query(int* busy);
 int gq_timer_start(void);
 int gq_timer_stop(float* ms);
 /* CUDA graphs: capture what is queued between begin and end, replay it with one launch */
@@ -40,6 +45,10 @@ int gq_graph_free(void* exec);
 int gq_convert(float* dst, const void* src, long long n, int dtype);
 int gq_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
 int gq_add_bias(float* y, const float* bias, int M, int N);
+/* fp16 twin of an f32 weight (exact when the values came from halves), and y [M,N] = x [M,K] @ w [N,K]ᵀ with
+   that fp16 w for M = 1..4 (fp32 sums; the LM head when decoding) */
+int gq_to_half(void* dst, const float* src, long long n);
+int gq_half_gemv(float* y, const float* x, const void* w, int M, int N, int K);
 int gq_embedding(float* out, const float* table, const int* ids, int T, int H, int V);
 int gq_rms_norm(float* out, const float* x, const float* w, int T, int H, float eps);
 /* sum = x + r, out = rms_norm(sum, w) (the residual add fused into the next norm) */
@@ -61,6 +70,9 @@ int gq_add(float* out, const float* a, const float* b, long long n);
 int gq_scale(float* x, float s, long long n);
 int gq_log_softmax(float* out, const float* x, int T, int V);
 int gq_nll(double* out, const float* logits, const int* targets, int T, int V);
+/* greedy decoding on the device: tok[0] = argmax logits[0..V) (first of equal maxima; NaN never wins; NaN at 0
+   gives 0), ring[pos[0] % ring_size] = the same (ring: gq_host_alloc's dev pointer), then pos[0] += 1 */
+int gq_argmax_next(const float* logits, int V, int* tok, int* pos, int* ring, int ring_size);
 
 /* GPTQ */
 int gq_hessian_accumulate(float* H, const float* x, int T, int K);

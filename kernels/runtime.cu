@@ -142,6 +142,34 @@ int gq_sync(void) {
   GQ_CUDA(cudaGetLastError());
   return GQ_OK;
 }
+// pinned host memory mapped into the device's address space: kernels write it, the host reads it directly
+// (the tokens of a pipelined decode, see argmax_next.cu). *dev is the pointer kernels use.
+int gq_host_alloc(void** host, void** dev, long long bytes) {
+  GQ_CHECK_INIT();
+  *host = *dev = nullptr;
+  GQ_CUDA(cudaHostAlloc(host, bytes > 0 ? (size_t)bytes : 1, cudaHostAllocMapped));
+  cudaError_t e = cudaHostGetDevicePointer(dev, *host, 0);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    cudaFreeHost(*host);
+    *host = nullptr;
+    return fail(GQ_ERR_CUDA, "cudaHostGetDevicePointer: %s", cudaGetErrorString(e));
+  }
+  return GQ_OK;
+}
+int gq_host_free(void* host) {
+  if (host) GQ_CUDA(cudaFreeHost(host));
+  return GQ_OK;
+}
+// without waiting: *busy = 1 while queued work remains, 0 when the stream is idle; an error the work met is returned
+int gq_query(int* busy) {
+  GQ_CHECK_INIT();
+  cudaError_t e = cudaStreamQuery(stream);
+  if (e == cudaErrorNotReady) { cudaGetLastError(); *busy = 1; return GQ_OK; }
+  *busy = 0;
+  GQ_CUDA(e);
+  return GQ_OK;
+}
 int gq_mem_info(long long* free_bytes, long long* total_bytes) {
   size_t f, t;
   GQ_CUDA(cudaMemGetInfo(&f, &t));

@@ -93,6 +93,24 @@ export interface GraphSupport {
   capture(fn: () => void, opts?: { arena?: boolean }): DeviceGraph;
   /** host data into an existing tensor (outside a capture) */
   write(t: Tensor, data: HostArray): void;
+  /**
+   * optional: greedy decoding on the device, so that decode steps can be queued ahead of the host. Queues
+   * tok[0] = argmax(logits [V]) (the host's rule: the first of equal maxima, NaN never wins), ring slot
+   * pos[0] % ring.size = the same, then pos[0] += 1 (tok, pos: i32 [1])
+   */
+  argmaxNext?(logits: Tensor, tok: Tensor, pos: Tensor, ring: TokenRing): void;
+  /** optional (with argmaxNext): host memory that the device writes tokens into */
+  tokenRing?(size: number): TokenRing;
+}
+
+/** Slots of host memory that queued device work writes token ids into (GraphSupport.argmaxNext). */
+export interface TokenRing {
+  readonly size: number;
+  /** marks every slot empty (-1) */
+  reset(): void;
+  /** waits until the device has written slot i, returns its token and marks it empty; throws if the work failed */
+  take(slot: number): number;
+  free(): void;
 }
 
 /** Quantizer settings for the GPTQ column block. */
@@ -128,6 +146,12 @@ export interface Backend {
   // ---- decoder primitives (activations f32; weights f32/f16/bf16) ----
   /** x [M,K] @ w[N,K]ᵀ (+ bias [N]) -> [M,N] */
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /**
+   * optional: w (a weight uploaded as f16) will often be multiplied by 1-4 rows (the LM head when decoding):
+   * the backend may keep a copy in f16 beside its own (exact) for a GEMV that reads half the bytes. Returns
+   * whether it did.
+   */
+  keepHalf?(w: Tensor): boolean;
   /** table [V,H], ids [T] (host, or an i32 tensor on this backend) -> [T,H] */
   embedding(ids: Int32Array | Tensor, table: Tensor): Tensor;
   /** x [T,H], w [H] -> x / rms(x) * w */

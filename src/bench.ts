@@ -137,22 +137,40 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
   return rows;
 }
 
-export interface DecodeResult { tokensPerSecond: number; msPerToken: number; mode: "graph" | "eager"; graphError: string | null }
+export interface DecodeResult {
+  tokensPerSecond: number;
+  msPerToken: number;
+  mode: "pipelined" | "graph" | "eager";
+  graphError: string | null;
+  /** ms from the first sampled token to the third: one eager single-token step, the graph's capture and first replay (not in tokensPerSecond) */
+  warmupMs: number;
+}
 
-/** decode tokens/s at batch 1 from a 16-token prompt (the prompt's pass is not counted), one row per mode */
+/**
+ * steady-state decode tokens/s at batch 1 (greedy) from a 16-token prompt, one row per mode the backend has:
+ * eager, graph (the host takes each step's logits, picks the token, uploads it and replays), pipelined (the
+ * token picked on the device, the next step queued ahead). Timed from the third sampled token on: the prompt's
+ * pass, the first single-token step (eager) and the graph's capture come before it (warmupMs: the latter two).
+ */
 export async function benchDecode(model: LlamaModel, tokens: number, prompt = 16): Promise<DecodeResult[]> {
   const ids = Int32Array.from({ length: prompt }, (_, i) => (i * 7 + 3) % model.config.vocabSize);
   const out: DecodeResult[] = [];
-  for (const graph of model.backend.graphs ? [false, true] : [false]) {
-    await generateIds(model, ids, { maxNewTokens: 4, stopAtEos: false, graph }); // warm-up
-    let t0 = 0, mode: "graph" | "eager" = "eager", graphError: string | null = null;
+  const gs = model.backend.graphs;
+  const modes = gs ? [{ graph: false, pipeline: false }, { graph: true, pipeline: false }] : [{ graph: false, pipeline: false }];
+  if (gs?.argmaxNext) modes.push({ graph: true, pipeline: true });
+  for (const { graph, pipeline } of modes) {
+    await generateIds(model, ids, { maxNewTokens: 4, stopAtEos: false, graph, pipeline }); // warm-up
+    let n = 0, t1 = 0, t3 = 0, mode: DecodeResult["mode"] = "eager", graphError: string | null = null;
     await generateIds(model, ids, {
-      maxNewTokens: tokens + 1, stopAtEos: false, graph,
-      onToken: () => { if (!t0) t0 = performance.now(); }, // from the first sampled token on
+      maxNewTokens: tokens + 3, stopAtEos: false, graph, pipeline,
+      onToken: () => {
+        if (++n === 1) t1 = performance.now();
+        else if (n === 3) t3 = performance.now();
+      },
       onDecoder: (d) => { mode = d.mode; graphError = d.graphError; },
     });
-    const ms = performance.now() - t0;
-    out.push({ tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens, mode, graphError });
+    const ms = performance.now() - t3;
+    out.push({ tokensPerSecond: (tokens * 1000) / ms, msPerToken: ms / tokens, mode, graphError, warmupMs: t3 - t1 });
   }
   return out;
 }

@@ -14,6 +14,12 @@ export interface GenerateOptions {
   onToken?: (id: number, text: string) => void;
   /** replay the decode step as a device graph where the backend has them (default: on, GPTQ_GRAPHS=0 turns off) */
   graph?: boolean;
+  /**
+   * greedy decoding (temperature 0) with graphs: pick tokens on the device and keep the next step queued while
+   * the host takes this one's token (Decoder.greedy; default: on where the backend can, GPTQ_DECODE_PIPELINE=0
+   * turns off). Same ids either way.
+   */
+  pipeline?: boolean;
   /** receives the decoder's final state (mode, graph error) */
   onDecoder?: (d: Decoder) => void;
 }
@@ -57,14 +63,24 @@ export async function generateIds(model: LlamaModel, prompt: Int32Array, opts: G
   const dec = new Decoder(model, cache, { graph: opts.graph });
   const ids = Array.from(prompt);
   const eos = new Set(model.config.eosTokenIds);
+  const stopAt = (id: number) => (opts.stopAtEos ?? true) && eos.has(id);
+  const pipeline = temperature <= 0 && (opts.pipeline ?? process.env.GPTQ_DECODE_PIPELINE !== "0");
   try {
     let input = prompt;
     while (ids.length < maxLen) {
+      if (pipeline && input.length === 1 && dec.canPipeline) {
+        dec.greedy(input[0]!, maxLen - ids.length, (id) => {
+          ids.push(id);
+          opts.onToken?.(id, "");
+          return !stopAt(id);
+        });
+        break;
+      }
       const last = await dec.step(input);
       const next = sampleToken(last, temperature, topP, rand);
       ids.push(next);
       opts.onToken?.(next, "");
-      if ((opts.stopAtEos ?? true) && eos.has(next)) break;
+      if (stopAt(next)) break;
       input = Int32Array.of(next);
     }
   } finally {
@@ -81,11 +97,18 @@ export async function generate(model: LlamaModel, prompt: string, opts: Generate
   const p = tok.encode(prompt);
   let shown = "";
   const ids_: number[] = Array.from(p);
+  // the continuation is the decoded whole minus the decoded prompt: decoded alone, its first token would lose
+  // its leading space (SentencePiece strips it at the start of a text), "Once upon" + "a time"
+  const head = tok.decode(p, true);
+  const tail = (cont: number[]) => {
+    const all = tok.decode([...p, ...cont], true);
+    return all.startsWith(head) ? all.slice(head.length) : tok.decode(cont, true);
+  };
   const ids = await generateIds(model, p, {
     ...opts,
     onToken: (id) => {
       // decode the whole continuation so multi-byte characters come out whole
-      const text = tok.decode(ids_.slice(p.length).concat(id), true);
+      const text = tail(ids_.slice(p.length).concat(id));
       const delta = text.slice(shown.length);
       if (delta && !text.endsWith("\uFFFD")) {
         opts.onText?.(delta);
@@ -95,7 +118,7 @@ export async function generate(model: LlamaModel, prompt: string, opts: Generate
       opts.onToken?.(id, delta);
     },
   });
-  const text = tok.decode(ids.slice(p.length), true);
+  const text = tail(ids.slice(p.length));
   if (text.length > shown.length) opts.onText?.(text.slice(shown.length));
   return { text, ids, promptTokens: p.length };
 }

@@ -69,6 +69,32 @@ for (const b of backends) {
       // differs run to run in the last bits, and that difference stays in the KV cache (seen: 1.05e-4 at step 13)
       for (let i = 0; i < e.logits.length; i++) expectClose(g.logits[i]!, e.logits[i]!, 3e-4, `step ${i}`);
     });
+    test.skipIf(!b.backend?.graphs?.argmaxNext || !existsSync(E2E))("pipelined greedy decoding (tokens picked on the device, a step queued ahead) gives the host loop's ids", async () => {
+      const dir = join(mkdtempSync(join(tmpdir(), "gptq-pipe-")), "q4");
+      await quantize(E2E, { out: dir, method: "rtn", bits: 4, groupSize: 128, progress: false, backend: b.backend! });
+      const m = await loadModel(dir, { backend: b.backend! });
+      const prompt = Int32Array.from([1, 450, 1996, 1354, 701].map((i) => i % m.config.vocabSize));
+      const modes: string[] = [];
+      const run = (pipeline: boolean) => generateIds(m, prompt, { maxNewTokens: 40, stopAtEos: false, pipeline, onDecoder: (d) => modes.push(d.mode) });
+      const host = await run(false), piped = await run(true);
+      expect(modes).toEqual(["graph", "pipelined"]);
+      expect(piped).toEqual(host);
+      // stopping early: the step queued behind the last one is waited for and not counted, and host steps go on
+      const cache = m.newCache(64), d = new Decoder(m, cache);
+      await d.step(prompt);
+      await d.step(Int32Array.of(host[5]!)); // (one eager single-token step before the graph)
+      expect(d.canPipeline).toBe(true);
+      const seen: number[] = [];
+      const got = d.greedy(host[6]!, 20, (id) => { seen.push(id); return seen.length < 10; });
+      expect(got).toEqual(host.slice(7, 17));
+      expect(cache.length).toBe(16);
+      const l = await d.step(Int32Array.of(host[16]!));
+      expect(l.indexOf(Math.max(...l))).toBe(host[17]!);
+      expect(cache.length).toBe(17);
+      expect(() => d.greedy(host[17]!, 64, () => true)).toThrow(/exceeds the KV cache/);
+      d.free();
+      m.freeCache(cache);
+    });
     test.skipIf(!b.backend || !existsSync(E2E))("4-bit decode through the packed GEMV: each step's logits agree with the CPU backend's", async () => {
       // teacher-forced single-token steps (M = 1: the GEMV kernels, on WebGPU the f16 one where the adapter has it)
       const dir = join(mkdtempSync(join(tmpdir(), "gptq-gemv-")), "q4");

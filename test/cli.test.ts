@@ -75,6 +75,10 @@ describe("cli", () => {
     const r = await run(["generate", STORIES, "--prompt", "Once upon a time", "--max-new-tokens", "20", "--backend", "cpu"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toStartWith("Once upon a time, there was a little");
+    // a continuation that starts a new word keeps its space ("Once upon" + " a time", not "Once upona time")
+    const s = await run(["generate", STORIES, "--prompt", "Once upon", "--max-new-tokens", "3", "--backend", "cpu"]);
+    expect(s.code).toBe(0);
+    expect(s.stdout).toStartWith("Once upon a time");
   });
   test.skipIf(!hasData)("generate with sampling is reproducible by seed", async () => {
     const a = await run(["generate", STORIES, "--temperature", "1", "--top-p", "0.9", "--seed", "7", "--max-new-tokens", "30", "--backend", "cpu"]);

@@ -24,6 +24,9 @@ export const symbols = {
   gq_copy: { args: [P, P, i64], returns: i32 },
   gq_sync: { args: [], returns: i32 },
   gq_mem_info: { args: [P, P], returns: i32 },
+  gq_host_alloc: { args: [P, P, i64], returns: i32 },
+  gq_host_free: { args: [P], returns: i32 },
+  gq_query: { args: [P], returns: i32 },
   gq_timer_start: { args: [], returns: i32 },
   gq_timer_stop: { args: [P], returns: i32 },
   gq_graph_begin: { args: [], returns: i32 },
@@ -33,6 +36,8 @@ export const symbols = {
   gq_convert: { args: [P, P, i64, i32], returns: i32 },
   gq_gemm: { args: [i32, i32, i32, i32, i32, f32, P, i32, P, i32, f32, P, i32], returns: i32 },
   gq_add_bias: { args: [P, P, i32, i32], returns: i32 },
+  gq_to_half: { args: [P, P, i64], returns: i32 },
+  gq_half_gemv: { args: [P, P, P, i32, i32, i32], returns: i32 },
   gq_embedding: { args: [P, P, P, i32, i32, i32], returns: i32 },
   gq_rms_norm: { args: [P, P, P, i32, i32, f32], returns: i32 },
   gq_add_rms_norm: { args: [P, P, P, P, P, i32, i32, f32], returns: i32 },
@@ -46,6 +51,7 @@ export const symbols = {
   gq_scale: { args: [P, f32, i64], returns: i32 },
   gq_log_softmax: { args: [P, P, i32, i32], returns: i32 },
   gq_nll: { args: [P, P, P, i32, i32], returns: i32 },
+  gq_argmax_next: { args: [P, i32, P, P, P, i32], returns: i32 },
   gq_hessian_accumulate: { args: [P, P, i32, i32], returns: i32 },
   gq_diagonal: { args: [P, P, i32], returns: i32 },
   gq_cholesky_inverse_upper: { args: [P, i32, f32, P], returns: i32 },
@@ -67,7 +73,7 @@ export const symbols = {
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

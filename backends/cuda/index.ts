@@ -3,13 +3,13 @@
  * one stream, so calls return at once; download() and sync() wait. Device memory comes from CUDA's
  * stream-ordered pool. Dense weights are widened to f32 on the device at upload.
  */
-import type { AttentionOpts, Backend, BackendFactory, DeviceGraph, GptqBlockArgs, GraphSupport, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts } from "../../src/backend.ts";
+import type { AttentionOpts, Backend, BackendFactory, DeviceGraph, GptqBlockArgs, GraphSupport, HostArray, ProbeResult, QuantParamsCfg, QuantWeight, QuantWeightSpec, RopeOpts, TokenRing } from "../../src/backend.ts";
 import type { DType } from "../../src/dtype.ts";
 import { DTYPE_BYTES } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError } from "../../src/errors.ts";
-import type { Pointer } from "bun:ffi";
+import { read, toArrayBuffer, type Pointer } from "bun:ffi";
 import { findNvidiaLibrary, openLibrary, type CudaLib } from "./ffi.ts";
 import { checkIds, checkScalar, deviceIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 import { contiguousGroups } from "../../src/gptq/pack.ts";
@@ -18,7 +18,8 @@ type Ptr = Pointer;
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 
-interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean }
+/** half: an fp16 twin of this f32 buffer (keepHalf), freed with it */
+interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean; half?: Buf }
 
 class CudaTensor implements Tensor {
   constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
@@ -33,6 +34,44 @@ interface QHandle {
 
 /** storage bytes per element: floats are kept as f32 on the device */
 const elBytes = (dt: DType) => (dt === "i32" ? 4 : dt === "u8" ? 1 : 4);
+
+/**
+ * Token slots in pinned host memory that kernels write (argmaxNext). take() spins on its slot (the token is
+ * needed at once, and a blocking wait would add the wake-up latency to every step); every 256 reads it asks
+ * the stream, so a step that failed, or finished without writing its token, is an error and not a hang.
+ */
+class CudaTokenRing implements TokenRing {
+  private readonly view: Int32Array;
+  freed = false;
+  constructor(private readonly lib: CudaLib, private readonly host: Ptr, readonly dev: Ptr, readonly size: number) {
+    this.view = new Int32Array(toArrayBuffer(host, 0, size * 4));
+    this.reset();
+  }
+  reset(): void {
+    if (this.freed) throw new InvalidArgumentError("tokenRing: reset after free");
+    this.view.fill(-1);
+  }
+  take(slot: number): number {
+    if (this.freed) throw new InvalidArgumentError("tokenRing: take after free");
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.size) throw new InvalidArgumentError(`tokenRing.take: slot must be an integer in [0, ${this.size}), got ${slot}`);
+    const busy = new Int32Array(1);
+    for (let n = 1; ; n++) {
+      const v = read.i32(this.host, slot * 4); // (an FFI read: not a load the JIT could keep in a register)
+      if (v !== -1) {
+        this.view[slot] = -1;
+        return v;
+      }
+      if (n % 256 === 0) {
+        if (this.lib.gq_query(busy) !== 0) throw new NativeError(`cuda decode step: ${this.lib.gq_last_error()}`);
+        if (!busy[0] && read.i32(this.host, slot * 4) === -1) throw new NativeError(`cuda decode step: the device finished without writing token slot ${slot} (no argmaxNext queued for it?)`);
+      }
+    }
+  }
+  free(): void {
+    if (!this.freed) this.lib.gq_host_free(this.host); // (callers free it after the work that writes it)
+    this.freed = true;
+  }
+}
 
 export class CudaBackend implements Backend {
   readonly name = "cuda";
@@ -101,6 +140,23 @@ export class CudaBackend implements Backend {
       this.noCapture("write");
       this.check(this.lib.gq_upload(this.p(t), data, data.byteLength), "upload");
     },
+    // logits [V] f32 -> tok [1], ring slot pos % size (host memory), pos += 1 (kernels/argmax_next.cu)
+    argmaxNext: (logits: Tensor, tok: Tensor, pos: Tensor, ring: TokenRing) => {
+      const V = numel(logits.shape);
+      if (logits.dtype === "i32" || logits.dtype === "u8") throw new InvalidArgumentError(`argmaxNext: logits must be float, got ${logits.dtype}`);
+      for (const [name, t] of [["tok", tok], ["pos", pos]] as const) {
+        if (t.dtype !== "i32" || numel(t.shape) !== 1) throw new InvalidArgumentError(`argmaxNext: ${name} must be i32 [1], got ${t.dtype} ${shapeStr(t.shape)}`);
+      }
+      const r = ring as CudaTokenRing;
+      if (!(r instanceof CudaTokenRing) || r.freed) throw new InvalidArgumentError("argmaxNext: ring must be a live tokenRing() of this backend");
+      this.check(this.lib.gq_argmax_next(this.p(logits), V, this.p(tok), this.p(pos), r.dev, r.size), "argmax_next");
+    },
+    tokenRing: (size: number) => {
+      if (!Number.isInteger(size) || size < 2) throw new InvalidArgumentError(`tokenRing: size must be an integer >= 2, got ${size}`);
+      const host = new BigUint64Array(1), dev = new BigUint64Array(1);
+      this.check(this.lib.gq_host_alloc(host, dev, size * 4), "host_alloc");
+      return new CudaTokenRing(this.lib, Number(host[0]) as Ptr, Number(dev[0]) as Ptr, size);
+    },
   };
 
   private noCapture(what: string): void {
@@ -139,6 +195,7 @@ export class CudaBackend implements Backend {
     }
     b.freed = true;
     if (!b.arena) this.lib.gq_free(b.ptr);
+    if (b.half) this.release(b.half);
   }
   private wrap(shape: readonly number[], dtype: DType, b: Buf): Tensor {
     const t = new CudaTensor(this, [...shape], dtype, b);
@@ -219,9 +276,24 @@ export class CudaBackend implements Backend {
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
     const { M, N, K } = matmulDims(x, w);
     const y = this.out([M, N]);
-    this.check(this.lib.gq_gemm(0, 1, M, N, K, 1, this.p(x), K, this.p(w), K, 0, this.p(y), N), "gemm");
+    const half = (w.handle as Buf).half;
+    if (half && M >= 1 && M <= 4) this.check(this.lib.gq_half_gemv(this.p(y), this.p(x), half.ptr, M, N, K), "half_gemv");
+    else this.check(this.lib.gq_gemm(0, 1, M, N, K, 1, this.p(x), K, this.p(w), K, 0, this.p(y), N), "gemm");
     if (bias) this.check(this.lib.gq_add_bias(this.p(y), this.p(bias), M, N), "add_bias");
     return y;
+  }
+  /** an fp16 twin of a weight uploaded as f16 (exact), for matmul at 1-4 rows (kernels/half_gemv.cu) */
+  keepHalf(w: Tensor): boolean {
+    if (w.dtype !== "f16" || w.shape.length !== 2 || process.env.GPTQ_HALF_GEMV === "0") return false;
+    this.noCapture("keepHalf");
+    const b = w.handle as Buf, n = numel(w.shape);
+    this.p(w);
+    if (!b.half) {
+      const h = this.alloc(n * 2);
+      this.check(this.lib.gq_to_half(h.ptr, b.ptr, n), "to_half");
+      b.half = h;
+    }
+    return true;
   }
   embedding(ids: Int32Array | Tensor, table: Tensor): Tensor {
     const [V, H] = table.shape as [number, number];

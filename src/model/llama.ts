@@ -8,7 +8,7 @@
  *               h = rmsNorm(x); x = x + (silu(h Wgᵀ) ⊙ h Wuᵀ) Wdᵀ
  *   logits = rmsNorm(x) Wlmᵀ                         [T, V]
  */
-import type { Backend, DeviceGraph, QuantWeight, QuantWeightSpec } from "../backend.ts";
+import type { Backend, DeviceGraph, QuantWeight, QuantWeightSpec, TokenRing } from "../backend.ts";
 import { selectBackend } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
@@ -75,6 +75,7 @@ export class LlamaModel {
     m.embed = m.tensor("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize]);
     m.norm = m.tensor("model.norm.weight", [config.hiddenSize]);
     m.lmHead = config.tieWordEmbeddings || !ckpt.has("lm_head.weight") ? m.embed : m.tensor("lm_head.weight", [config.vocabSize, config.hiddenSize]);
+    backend.keepHalf?.(m.lmHead); // (decoding reads all of it per token: CUDA keeps an fp16 copy for its GEMV)
     m.layers = new Array(config.numLayers).fill(null);
     if (!opts.lazyLayers) for (let i = 0; i < config.numLayers; i++) m.layers[i] = m.loadLayer(i);
     return m;
@@ -436,14 +437,18 @@ export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts,
 /**
  * Decoding through a KV cache, one call per step. On a backend with graphs (CUDA), single-token steps after
  * the first (eager) one are captured once as a graph (embedding … logits, every layer) and replayed: the token
- * and the position go in as device scalars, so host overhead no longer bounds tokens per second. Other
- * backends, or `graph: false` (GPTQ_GRAPHS=0), run every step eagerly. If capture fails, decoding goes on
- * eagerly and `graphError` says why (printed once unless GPTQ_QUIET).
+ * and the position go in as device scalars, so host overhead no longer bounds tokens per second. Where the
+ * backend also picks greedy tokens on the device (GraphSupport.argmaxNext), `greedy()` keeps the next step
+ * queued while the host takes this one's token, so the device never waits for the host. Other backends, or
+ * `graph: false` (GPTQ_GRAPHS=0), run every step eagerly. If capture fails, decoding goes on eagerly and
+ * `graphError` says why (printed once unless GPTQ_QUIET).
  */
 export class Decoder {
   private graph: DeviceGraph | null = null;
   private io: { tok: Tensor; pos: Tensor; logits: Tensor } | null = null;
+  private ring: TokenRing | null = null;
   private singleSteps = 0;
+  private pipelined = false;
   graphError: string | null = null;
   readonly wantGraph: boolean;
 
@@ -451,8 +456,8 @@ export class Decoder {
     this.wantGraph = (opts.graph ?? process.env.GPTQ_GRAPHS !== "0") && Boolean(model.backend.graphs);
   }
 
-  get mode(): "graph" | "eager" {
-    return this.graph ? "graph" : "eager";
+  get mode(): "pipelined" | "graph" | "eager" {
+    return this.pipelined ? "pipelined" : this.graph ? "graph" : "eager";
   }
 
   /** feed ids (the prompt, or the last sampled token) and return the logits of the last one [V] */
@@ -460,17 +465,14 @@ export class Decoder {
     const m = this.model, be = m.backend, V = m.config.vocabSize, cache = this.cache;
     if (cache.length + ids.length > cache.maxLen) throw new InvalidArgumentError(`sequence of ${cache.length + ids.length} tokens exceeds the KV cache of ${cache.maxLen}`);
     // the first single-token step runs eagerly: it sizes the kernels' buffers for exactly this step's shapes
-    if (ids.length === 1 && this.singleSteps++ > 0 && this.wantGraph && !this.graphError) {
-      if (!this.graph) this.capture();
-      if (this.graph && this.io) {
-        const g = be.graphs!;
-        checkIds(ids, V); // the graph's embedding reads the id on the device, where it cannot be checked
-        g.write(this.io.tok, ids);
-        g.write(this.io.pos, Int32Array.of(cache.length));
-        this.graph.replay();
-        cache.length += 1;
-        return (await be.download(this.io.logits)) as Float32Array;
-      }
+    if (ids.length === 1 && this.singleSteps++ > 0 && this.ensureGraph()) {
+      const g = be.graphs!;
+      checkIds(ids, V); // the graph's embedding reads the id on the device, where it cannot be checked
+      g.write(this.io!.tok, ids);
+      g.write(this.io!.pos, Int32Array.of(cache.length));
+      this.graph!.replay();
+      cache.length += 1;
+      return (await be.download(this.io!.logits)) as Float32Array;
     }
     const logits = m.forward(ids, { cache });
     const all = (await be.download(logits)) as Float32Array;
@@ -478,20 +480,69 @@ export class Decoder {
     return all.subarray(all.length - V);
   }
 
+  /** greedy() can run now: a graph with the device argmax exists or can be captured (after one single-token step) */
+  get canPipeline(): boolean {
+    return this.singleSteps > 0 && this.wantGraph && !this.graphError && Boolean(this.model.backend.graphs?.argmaxNext);
+  }
+
+  /**
+   * Greedy decoding from token `first` (not yet in the cache) for up to `count` steps, with one step always
+   * queued ahead: each replay leaves its argmax in the device's token and position for the next, and the host
+   * only reads the tokens back. onId gets each new id and returns false to stop (the step queued behind it is
+   * waited for and not counted). Returns the ids. Needs canPipeline.
+   */
+  greedy(first: number, count: number, onId: (id: number) => boolean): number[] {
+    const be = this.model.backend, cache = this.cache, out: number[] = [];
+    if (!this.canPipeline || !this.ensureGraph() || !this.ring) throw new InvalidArgumentError("Decoder.greedy: needs a backend with device graphs and argmaxNext, after one single-token step");
+    if (!(Number.isInteger(count) && count >= 0)) throw new InvalidArgumentError(`Decoder.greedy: count must be an integer >= 0, got ${count}`);
+    if (cache.length + count > cache.maxLen) throw new InvalidArgumentError(`sequence of ${cache.length + count} tokens exceeds the KV cache of ${cache.maxLen}`);
+    if (count === 0) return out;
+    checkIds(Int32Array.of(first), this.model.config.vocabSize);
+    const g = be.graphs!, ring = this.ring, pos0 = cache.length;
+    g.write(this.io!.tok, Int32Array.of(first));
+    g.write(this.io!.pos, Int32Array.of(pos0));
+    ring.reset();
+    this.pipelined = true;
+    this.graph!.replay();
+    for (let i = 0; i < count; i++) {
+      if (i + 1 < count) this.graph!.replay(); // step i + 1, queued behind step i
+      const id = ring.take((pos0 + i) % ring.size);
+      cache.length += 1;
+      out.push(id);
+      if (!onId(id)) {
+        if (i + 1 < count) ring.take((pos0 + i + 1) % ring.size); // (its cache row lies past the length)
+        break;
+      }
+    }
+    return out;
+  }
+
+  /** the decode graph, captured on first use; false where it cannot be (then steps run eagerly) */
+  private ensureGraph(): boolean {
+    if (!this.wantGraph || this.graphError) return false;
+    if (!this.graph) this.capture();
+    return Boolean(this.graph && this.io);
+  }
+
   private capture(): void {
-    const m = this.model, be = m.backend, c = m.config, cache = this.cache;
+    const m = this.model, be = m.backend, c = m.config, cache = this.cache, gs = be.graphs!;
     const io = { tok: be.zeros([1], "i32"), pos: be.zeros([1], "i32"), logits: be.empty([1, c.vocabSize], "f32") };
+    // (4 slots: at most two steps are in flight, the one read and the one queued behind it)
+    const ring = gs.argmaxNext && gs.tokenRing ? gs.tokenRing(4) : null;
     try {
-      this.graph = be.graphs!.capture(() => {
+      this.graph = gs.capture(() => {
         const h = m.layersFrom(be.embedding(io.tok, m.embed), (i) => ({ cache, layer: i, posTensor: io.pos }), m.norm);
         const lg = be.matmul(h, m.lmHead);
         be.free(h);
         be.writeRows(io.logits, lg, 0);
+        if (ring) gs.argmaxNext!(lg, io.tok, io.pos, ring);
         be.free(lg);
       });
       this.io = io;
+      this.ring = ring;
     } catch (e) {
       for (const t of Object.values(io)) be.free(t);
+      ring?.free();
       this.graphError = (e as Error).message;
       if (!process.env.GPTQ_QUIET) console.error(`gptq: decode graph capture failed, decoding eagerly: ${this.graphError}`);
     }
@@ -500,6 +551,8 @@ export class Decoder {
   free(): void {
     this.graph?.free();
     this.graph = null;
+    this.ring?.free(); // (after the graph: freeing pinned memory waits for the device)
+    this.ring = null;
     if (this.io) for (const t of Object.values(this.io)) this.model.backend.free(t);
     this.io = null;
   }
