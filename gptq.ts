@@ -53,15 +53,19 @@ cli
     const m = await loadModel(model, { backend: o.backend, log });
     const prompt = String(o.prompt ?? "");
     process.stdout.write(prompt);
+    let mode = "", t0 = 0;
     const r = await generate(m, prompt, {
       maxNewTokens: num("max-new-tokens", o.maxNewTokens, { int: true, min: 0 }),
       temperature: num("temperature", o.temperature, { min: 0 }),
       topP: num("top-p", o.topP),
       seed: num("seed", o.seed, { int: true }),
       onText: (s) => process.stdout.write(s),
+      onToken: () => { t0 ||= performance.now(); }, // (after the prompt's pass)
+      onDecoder: (d) => { mode = d.mode; },
     });
     process.stdout.write("\n");
-    log(`${r.ids.length - r.promptTokens} tokens generated (backend ${m.backend.name})`);
+    const n = r.ids.length - r.promptTokens, s = (performance.now() - t0) / 1000;
+    log(`${n} tokens generated (backend ${m.backend.name}, ${mode} decoding${n > 1 ? `, ${((n - 1) / s).toFixed(1)} tokens/s after the first` : ""})`);
   });
 
 cli
