@@ -148,7 +148,7 @@ for (const b of backends) {
       console.log(`${b.name}: rtn: ${((100 * same) / total).toFixed(4)}% of ${total} codes agree with the host's`);
       expect(same / total).toBeGreaterThan(0.9999);
     });
-    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw"))(`quantize ${E2E.split("/").pop()}: same codes where inputs agree, same losses, perplexity within 0.5%`, async () => {
+    test.skipIf(!has("wikitext-2-raw", "wiki.valid.raw"))(`quantize ${E2E.split("/").pop()}: same codes where inputs agree, same losses, perplexity within 0.5% (fp32 CUDA; 1% WebGPU, 2% CUDA with TF32)`, async () => {
       const root = mkdtempSync(join(tmpdir(), "gptq-e2e-"));
       const o = { dataset: join(DATA, "wikitext-2-raw", "wiki.valid.raw"), nsamples: 32, seqlen: 256, bits: 4, groupSize: 128, progress: false };
       const rg = await quantize(E2E, { ...o, out: join(root, "gpu"), backend: b.backend! });
@@ -176,7 +176,7 @@ for (const b of backends) {
       // Cholesky land within 1% (WebGPU on lavapipe: 0.69% measured).
       const exact = b.name === "cuda" && process.env.GPTQ_CUDA_TF32 === "0";
       expect(Math.abs(pg / pc - 1)).toBeLessThan(exact ? 0.005 : b.name === "cuda" ? 0.02 : 0.01);
-    });
+    }, 2_400_000); // (lavapipe on 2 cores: 15 minutes and more, past the suite's 900 s default)
   });
 }
 if (backends.length === 0) test("no GPU backends are registered", () => expect(backends).toEqual([]));
