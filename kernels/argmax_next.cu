@@ -10,6 +10,15 @@
 // (v, i) beats (w, j): larger value, or the same value at a lower index; NaN entries were never taken
 __device__ __forceinline__ bool beats(float v, int i, float w, int j) { return v > w || (v == w && i < j); }
 
+// the best (v, idx) of the warp, into every lane
+__device__ __forceinline__ void warp_argmax(float& v, int& idx) {
+  for (int o = 16; o; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffff, v, o);
+    const int j = __shfl_xor_sync(0xffffffff, idx, o);
+    if (beats(w, j, v, idx)) v = w, idx = j;
+  }
+}
+
 __global__ void argmax_next_kernel(const float* __restrict__ logits, int V, int* tok, int* pos, int* ring, int ring_size) {
   pdl_wait();  // launched with PDL (gq::launch): the logits come from the kernel before
   __shared__ float sv[32];
@@ -20,11 +29,7 @@ __global__ void argmax_next_kernel(const float* __restrict__ logits, int V, int*
     const float l = logits[i];
     if (!isnan(l) && beats(l, i, v, idx)) v = l, idx = i;  // (−inf at index i beats the initial (−inf, INT_MAX))
   }
-  for (int o = 16; o; o >>= 1) {
-    const float w = __shfl_xor_sync(0xffffffff, v, o);
-    const int j = __shfl_xor_sync(0xffffffff, idx, o);
-    if (beats(w, j, v, idx)) v = w, idx = j;
-  }
+  warp_argmax(v, idx);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) sv[warp] = v, si[warp] = idx;
   __syncthreads();
@@ -32,11 +37,7 @@ __global__ void argmax_next_kernel(const float* __restrict__ logits, int V, int*
     const int nw = blockDim.x >> 5;
     v = lane < nw ? sv[lane] : -INFINITY;
     idx = lane < nw ? si[lane] : INT_MAX;
-    for (int o = 16; o; o >>= 1) {
-      const float w = __shfl_xor_sync(0xffffffff, v, o);
-      const int j = __shfl_xor_sync(0xffffffff, idx, o);
-      if (beats(w, j, v, idx)) v = w, idx = j;
-    }
+    warp_argmax(v, idx);
     if (lane == 0) {
       // all NaN but index 0 (or V = 1): idx may be INT_MAX only when every entry is NaN; index 0 NaN: 0
       const int best = (isnan(logits[0]) || idx == INT_MAX) ? 0 : idx;

@@ -97,11 +97,12 @@ export async function generate(model: LlamaModel, prompt: string, opts: Generate
   const p = tok.encode(prompt);
   let shown = "";
   const ids_: number[] = Array.from(p);
-  // the continuation is the decoded whole minus the decoded prompt: decoded alone, its first token would lose
-  // its leading space (SentencePiece strips it at the start of a text), "Once upon" + "a time"
-  const head = tok.decode(p, true);
+  // the continuation is decoded after the prompt's last token, then that token's text is cut off: decoded
+  // alone, its first token would lose its leading space (SentencePiece strips it at the start of a text,
+  // "Once upon" + "a time"); one token of context, not the whole prompt, on every new token
+  const anchor = p[p.length - 1]!, head = tok.decode([anchor], true);
   const tail = (cont: number[]) => {
-    const all = tok.decode([...p, ...cont], true);
+    const all = tok.decode([anchor, ...cont], true);
     return all.startsWith(head) ? all.slice(head.length) : tok.decode(cont, true);
   };
   const ids = await generateIds(model, p, {

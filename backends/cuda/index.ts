@@ -42,6 +42,7 @@ const elBytes = (dt: DType) => (dt === "i32" ? 4 : dt === "u8" ? 1 : 4);
  */
 class CudaTokenRing implements TokenRing {
   private readonly view: Int32Array;
+  private readonly busy = new Int32Array(1); // (gq_query's answer)
   freed = false;
   constructor(private readonly lib: CudaLib, private readonly host: Ptr, readonly dev: Ptr, readonly size: number) {
     this.view = new Int32Array(toArrayBuffer(host, 0, size * 4));
@@ -54,7 +55,7 @@ class CudaTokenRing implements TokenRing {
   take(slot: number): number {
     if (this.freed) throw new InvalidArgumentError("tokenRing: take after free");
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.size) throw new InvalidArgumentError(`tokenRing.take: slot must be an integer in [0, ${this.size}), got ${slot}`);
-    const busy = new Int32Array(1);
+    const busy = this.busy;
     for (let n = 1; ; n++) {
       const v = read.i32(this.host, slot * 4); // (an FFI read: not a load the JIT could keep in a register)
       if (v !== -1) {
@@ -286,11 +287,10 @@ export class CudaBackend implements Backend {
   keepHalf(w: Tensor): boolean {
     if (w.dtype !== "f16" || w.shape.length !== 2 || process.env.GPTQ_HALF_GEMV === "0") return false;
     this.noCapture("keepHalf");
-    const b = w.handle as Buf, n = numel(w.shape);
-    this.p(w);
+    const b = w.handle as Buf, n = numel(w.shape), src = this.p(w);
     if (!b.half) {
       const h = this.alloc(n * 2);
-      this.check(this.lib.gq_to_half(h.ptr, b.ptr, n), "to_half");
+      this.check(this.lib.gq_to_half(h.ptr, src, n), "to_half");
       b.half = h;
     }
     return true;

@@ -75,7 +75,6 @@ export class LlamaModel {
     m.embed = m.tensor("model.embed_tokens.weight", [config.vocabSize, config.hiddenSize]);
     m.norm = m.tensor("model.norm.weight", [config.hiddenSize]);
     m.lmHead = config.tieWordEmbeddings || !ckpt.has("lm_head.weight") ? m.embed : m.tensor("lm_head.weight", [config.vocabSize, config.hiddenSize]);
-    backend.keepHalf?.(m.lmHead); // (decoding reads all of it per token: CUDA keeps an fp16 copy for its GEMV)
     m.layers = new Array(config.numLayers).fill(null);
     if (!opts.lazyLayers) for (let i = 0; i < config.numLayers; i++) m.layers[i] = m.loadLayer(i);
     return m;
@@ -454,6 +453,9 @@ export class Decoder {
 
   constructor(readonly model: LlamaModel, readonly cache: KVCache, opts: { graph?: boolean } = {}) {
     this.wantGraph = (opts.graph ?? process.env.GPTQ_GRAPHS !== "0") && Boolean(model.backend.graphs);
+    // decoding reads all of the LM head per token: CUDA keeps an fp16 copy of it for its GEMV (once per
+    // model, made here and not at load, so that quantizing or evaluating never pays its memory)
+    model.backend.keepHalf?.(model.lmHead);
   }
 
   get mode(): "pipelined" | "graph" | "eager" {
