@@ -23,7 +23,7 @@
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 #              (WEBGPU_KNOBS: further matmul rows under those settings; WEBGPU_MS: row counts, default 1;
-#              WEBGPU_LAYER=0: no layer)
+#              WEBGPU_LAYER=0: no layer; WEBGPU_ARGS: more bench options for the knob rows, e.g. --per-shape)
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -122,7 +122,7 @@ PY
     log "webgpu (Vulkan) beside cuda"
     for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m ${WEBGPU_MS:-1} --iters 100 | tee -a "$OUT/webgpu.md"; done
     for k in ${WEBGPU_KNOBS:-}; do  # WebGPU launch knobs (GPTQ_WEBGPU_GEMV=s, GPTQ_WEBGPU_QV_CQ=8, ...; a,b sets both)
-      echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend webgpu --m ${WEBGPU_MS:-1} --iters 100 | tee -a "$OUT/webgpu.md" | grep -E "^\| +[0-9]+ "
+      echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend webgpu --m ${WEBGPU_MS:-1} --iters 100 ${WEBGPU_ARGS:-} | tee -a "$OUT/webgpu.md" | grep -E "^\| +[0-9]+ "
     done
     [ "${WEBGPU_LAYER:-1}" = 0 ] && continue  # (WEBGPU_LAYER=0: the matmul only)
     for b in cuda webgpu; do timeout 240 bun gptq.ts bench layer --backend $b --seqlen 2048 | tee -a "$OUT/webgpu.md"; done ;;

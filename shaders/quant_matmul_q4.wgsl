@@ -256,10 +256,12 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
 // staging of the CUDA GEMV for all but a group's smallest values, whose products count least.
 // Workgroup and k split as q4_gemv_s: 256 = p.cq column quads x 256/p.cq k-lanes, each k-lane over a
 // contiguous stretch of the split's packed rows; splits go to `part` for q4_reduce.
-// H200 through Vulkan, four 7B shapes, M = 1: 66.8 us of GPU time, against 83.9-86.5 for q4_gemv_s (47-48% and 37-38% of
+// H200 through Vulkan, four 7B shapes, M = 1: 60.0-60.5 us of GPU time pipelined (see dp4_gemv), 66.8 before, against 83.9-86.5 for q4_gemv_s (52-53%, 47-48% and 37-38% of
 // a copy's bandwidth). x made integers by a dispatch of its own instead: 83.9 us (65.5 for this part alone).
 // XR: packed rows of x a workgroup holds (>= the split's)
 override XR: u32 = 512u;
+// PIPE: 1 = the pipelined main loop where the k ranges allow it (see dp4_gemv), 0 = always the per-group loop (A/B)
+override PIPE: u32 = 1u;
 var<workgroup> xqs: array<vec4<u32>, XR * MR>;  // [m][packed row of the split] bytes as above
 var<workgroup> xrs: array<i32, XR * MR>;  // [m][packed row] Σ xi over its 8 inputs
 var<workgroup> gmx: array<atomic<u32>, (XR + 1u) * MR>;  // [m][group − the split's first] bits of max |x|
@@ -281,6 +283,17 @@ fn xrow(m: u32, r: u32) -> array<f32, 8> {
 }
 
 // the sums of one packed row r (4 columns) into ih (Σ q·hi), il (Σ q·lo) and sx (Σ xi), per row m of x
+// packed rows i .. i + 7 of the split (words w) into the run's sums
+fn batch_i(ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>, sxi: ptr<function, vec4<i32>>, w: array<vec4<u32>, 8>, i: u32) {
+  row_i(ih, il, sxi, w[0], i);
+  row_i(ih, il, sxi, w[1], i + 1u);
+  row_i(ih, il, sxi, w[2], i + 2u);
+  row_i(ih, il, sxi, w[3], i + 3u);
+  row_i(ih, il, sxi, w[4], i + 4u);
+  row_i(ih, il, sxi, w[5], i + 5u);
+  row_i(ih, il, sxi, w[6], i + 6u);
+  row_i(ih, il, sxi, w[7], i + 7u);
+}
 fn row_i(ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>, sxi: ptr<function, vec4<i32>>, w: vec4<u32>, i: u32) {
   let e = w & NIB;
   let o = (w >> vec4<u32>(4u)) & NIB;
@@ -310,16 +323,32 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
   let gr = p.gs / 8u;  // packed rows per group
   let g0 = s0 / gr;
   let nr = s1 - s0;
-  // x of the split: each group's largest |x| (as bits: integer order is float order for |x|, and puts NaN above
-  // infinity, so a non-finite group shows), then the integers; a thread's first row kept in registers between
   let nx = nr * p.M;
+  // The pipelined loop (groups and k-lane stretches in whole batches of 8 packed rows): the k-lane's first batch
+  // is loaded before x is staged, and each next batch before the current one is used. H200 through Vulkan, four
+  // 7B shapes at M = 1: 60.0-60.5 us of GPU time (with the host's splits in whole batches per k-lane, so that
+  // down's pipeline too) against 66.4-66.8 for the per-group loop below as it was (one batch in flight per thread,
+  // none during the staging); forced everywhere with PIPE = 0 the per-group loop now takes 70.6-70.8 us, and why
+  // it got slower beside the pipelined one is not known. Measured and dropped: a third batch in flight (80.3 us), x staged
+  // one group per k-lane at a time between the batches (a barrier pair per group: 65.5), groups' largest |x| from
+  // per-row maxima instead of atomics (63.7), the weights repacked so that a k-lane's rows are contiguous (no
+  // change), workgroups of 128, 512 or 1024 invocations (71.6, 73.6, 106.7). Without the staging (timing only) it
+  // took 53.2 us, and without the integer dot products (xor instead) no less: the staging is most of what is left.
+  let RL = (nr + 256u / p.cq - 1u) / (256u / p.cq);  // rows per k-lane (lane_of)
+  let pipe = PIPE == 1u && gr % 8u == 0u && s0 % 8u == 0u && s1 % 8u == 0u && RL % 8u == 0u;
+  var wn: array<vec4<u32>, 8>;
+  if (pipe && ra < rb) { wn = load8(ra * N4 + nc - p.qbase, N4); }
+  // x of the split: each group's largest |x| (as bits: integer order is float order for |x|, and puts NaN above
+  // infinity, so a non-finite group shows), then the integers; a thread's first row (pipelined: two) loaded once
   var v0: array<f32, 8>;
+  var v1: array<f32, 8>;
   if (li < nx) { v0 = xrow(li / nr, s0 + li % nr); }
+  if (pipe && li + 256u < nx) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
   for (var i = li; i < nx; i += 256u) {
     let m = i / nr;
     let r = s0 + i % nr;
     var v = v0;
-    if (i != li) { v = xrow(m, r); }
+    if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(m, r); }
     var b = 0u;
     for (var j = 0u; j < 8u; j++) { b = max(b, bitcast<u32>(v[j]) & 0x7FFFFFFFu); }
     atomicMax(&gmx[m * (XR + 1u) + r / gr - g0], b);
@@ -329,7 +358,7 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
     let m = i / nr;
     let r = s0 + i % nr;
     var v = v0;
-    if (i != li) { v = xrow(m, r); }
+    if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(m, r); }
     let bits = atomicLoad(&gmx[m * (XR + 1u) + r / gr - g0]);
     let inv = select(0.0, XMAX / bitcast<f32>(bits), bits < 0x7F800000u && bits != 0u);
     var hi: array<i32, 8>;
@@ -347,46 +376,62 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
   }
   workgroupBarrier();
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  // runs [a, e) of this k-lane's rows within one group g each
-  var a = ra;
-  var g = ra / gr;
-  loop {
-    if (a >= rb) { break; }
-    let e = min((g + 1u) * gr, rb);
-    let sc = scales[g * N4 + nc];
-    let zr = zeros[g * N4 + nc];
+  if (pipe) {
     var ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
     var il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
     var sxi = vec4<i32>(0);
-    var r = a;
+    // batches of 8 packed rows over the whole stretch; a group's sums go to acc where it ends
+    var r = ra;
     loop {
-      if (r + 8u > e) { break; }
-      let w = load8(r * N4 + nc - p.qbase, N4);
-      let i = r - s0;
-      row_i(&ih, &il, &sxi, w[0], i);
-      row_i(&ih, &il, &sxi, w[1], i + 1u);
-      row_i(&ih, &il, &sxi, w[2], i + 2u);
-      row_i(&ih, &il, &sxi, w[3], i + 3u);
-      row_i(&ih, &il, &sxi, w[4], i + 4u);
-      row_i(&ih, &il, &sxi, w[5], i + 5u);
-      row_i(&ih, &il, &sxi, w[6], i + 6u);
-      row_i(&ih, &il, &sxi, w[7], i + 7u);
+      if (r >= rb) { break; }
+      let w = wn;
+      if (r + 8u < rb) { wn = load8((r + 8u) * N4 + nc - p.qbase, N4); }
+      batch_i(&ih, &il, &sxi, w, r - s0);
       r += 8u;
+      if (r % gr == 0u || r >= rb) { group_sums(&acc, &ih, &il, &sxi, (r - 1u) / gr, g0, N4, nc); }
     }
-    for (; r < e; r++) { row_i(&ih, &il, &sxi, qweight[r * N4 + nc - p.qbase], r - s0); }
-    // the run's sums: scale·sx·(256·Σ q·hi + Σ q·lo − zero·Σ xi); sx NaN where the group held a NaN or an infinity
-    for (var m = 0u; m < MR; m++) {
-      if (m < p.M) {
-        let bits = atomicLoad(&gmx[m * (XR + 1u) + g - g0]);
-        let sx = select(bitcast<f32>(bits) / XMAX, bitcast<f32>(bits | 0x00400000u), bits >= 0x7F800000u);
-        let t = 256.0 * vec4<f32>(ih[m]) + vec4<f32>(il[m]) - zr * f32(sxi[m]);
-        acc[m] += t * (sc * sx);
+  } else {
+    // runs [a, e) of this k-lane's rows within one group g each
+    var a = ra;
+    var g = ra / gr;
+    loop {
+      if (a >= rb) { break; }
+      let e = min((g + 1u) * gr, rb);
+      var ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
+      var il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
+      var sxi = vec4<i32>(0);
+      var r = a;
+      loop {
+        if (r + 8u > e) { break; }
+        batch_i(&ih, &il, &sxi, load8(r * N4 + nc - p.qbase, N4), r - s0);
+        r += 8u;
       }
+      for (; r < e; r++) { row_i(&ih, &il, &sxi, qweight[r * N4 + nc - p.qbase], r - s0); }
+      group_sums(&acc, &ih, &il, &sxi, g, g0, N4, nc);
+      a = e;
+      g++;
     }
-    a = e;
-    g++;
   }
   out_lanes(acc, li, n4, N4, ks);
+}
+
+// a run of group g ends: acc += scale·sx·(256·Σ q·hi + Σ q·lo − zero·Σ xi) per row m of x (sx NaN where the group
+// held a NaN or an infinity), and the run's integer sums restart
+fn group_sums(acc: ptr<function, array<vec4<f32>, 4>>, ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>,
+              sxi: ptr<function, vec4<i32>>, g: u32, g0: u32, N4: u32, nc: u32) {
+  let sc = scales[g * N4 + nc];
+  let zr = zeros[g * N4 + nc];
+  for (var m = 0u; m < MR; m++) {
+    if (m < p.M) {
+      let bits = atomicLoad(&gmx[m * (XR + 1u) + g - g0]);
+      let sx = select(bitcast<f32>(bits) / XMAX, bitcast<f32>(bits | 0x00400000u), bits >= 0x7F800000u);
+      let t = 256.0 * vec4<f32>((*ih)[m]) + vec4<f32>((*il)[m]) - zr * f32((*sxi)[m]);
+      (*acc)[m] += t * (sc * sx);
+    }
+  }
+  *ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
+  *il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
+  *sxi = vec4<i32>(0);
 }
 
 

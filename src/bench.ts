@@ -98,8 +98,10 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
     const calls = () => { for (const o of shapes.map((_, i) => be.quantMatmul(xs[i]!, ws[i]!))) be.free(o); };
     const q = await timeDeviceUs(be, calls, iters);
     const quantEagerUs = q.timing === "graph" ? await timeUs(be, calls, iters) : null;
-    // 50 call sets per timed pass: Dawn quantizes timestamps (steps of about 65 µs were seen on an H200)
-    const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < 50; i++) fn(); }) : null; return t === null ? null : t / 50; };
+    // GPTQ_BENCH_GPU_SETS (default 400) call sets per timed pass: Dawn quantizes timestamps (steps of about 65 µs
+    // were seen on an H200; 50 sets left steps of 1.3 µs per set)
+    const sets = Number(process.env.GPTQ_BENCH_GPU_SETS) || 400;
+    const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < sets; i++) fn(); }) : null; return t === null ? null : t / sets; };
     const quantGpuUs = await gpu(calls);
     let baselineUs: number | null = null, baselineGpuUs: number | null = null, label = "", moved = 0;
     if (be.denseBaseline) {

@@ -907,6 +907,14 @@ export class WebGpuBackend implements Backend {
       rps = Math.min(Math.max(rps, 16), Math.floor(1024 / (8 * mm)));
     }
     if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
+    // dp4_gemv's pipelined loop needs every k-lane's stretch in whole batches of 8 packed rows: a split of several
+    // k ranges gets a multiple of 8 rows per k-lane (rounded up where the limits above allow, else down)
+    const pipe = process.env.GPTQ_WEBGPU_QV_PIPE !== "0";
+    if (dot4 && pipe && rps < rows) {
+      const unit = 8 * (256 / cq), lim = Math.min(cap, Q.size > this.maxBinding ? Math.floor((this.maxBinding - this.align) / (N * 4)) : rows);
+      const up = Math.ceil(rps / unit) * unit, down = Math.floor(rps / unit) * unit;
+      rps = up <= lim ? up : down >= unit ? down : rps;
+    }
     const ks = Math.ceil(rows / rps);
     // dp4_gemv's workgroup memory, in packed rows: a power of two (few pipelines) unless that exceeds the device's
     const xr = Math.min(cap, 2 ** Math.ceil(Math.log2(rps)));
@@ -922,7 +930,7 @@ export class WebGpuBackend implements Backend {
       const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
       const out = [part?.buf ?? this.dummy, this.b(y)];
       if (dot4) {
-        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xr });
+        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xr, PIPE: pipe ? 1 : 0 });
       } else {
         params[10] = k0;
         params[11] = qv.base / 4;
