@@ -2,6 +2,7 @@
 # Everything we run on a GPU machine, in one call: unpack the carried tools (bench/pack-carry.sh made them),
 # then the stages named on the command line (default: all).
 #   test       CUDA (and WebGPU) op tests and end-to-end checks against the CPU backend
+#   optest     some test files (OPTEST, default test/ops) for GPTQ_TEST_BACKENDS (default cuda; webgpu: NVIDIA's Vulkan)
 #   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
 #   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, qm4m at M = 16)
@@ -55,6 +56,9 @@ for s in $stages; do
     GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran |relative error|agree"
     log "test (GPTQ_CUDA_TF32=0: fp32 everywhere)"
     GPTQ_CUDA_TF32=0 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/backends.test.ts 2>&1 | tee "$OUT/test-fp32.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|agree" ;;
+  optest)  # some test files (OPTEST, default test/ops) for GPTQ_TEST_BACKENDS (default cuda), e.g. after a shader change
+    log "optest ${OPTEST:-test/ops}"
+    GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 ${OPTEST:-test/ops} 2>&1 | tee "$OUT/optest.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran " ;;
   sanitize)
     log sanitize
     GPTQ_TEST_BACKENDS=cuda GPTQ_SANITIZE=1 timeout 300 compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 bun test --timeout 600000 test/ops/quant_matmul.test.ts test/ops/gptq_block.test.ts test/ops/attention.test.ts test/ops/hessian.test.ts test/ops/rope.test.ts test/ops/write_rows.test.ts test/ops/embedding.test.ts test/ops/argmax_next.test.ts test/ops/half_gemv.test.ts 2>&1 | tee "$OUT/sanitize.log" | grep -E "ERROR SUMMARY|^ *[0-9]+ (pass|fail)|Invalid|^\(fail\)" ;;

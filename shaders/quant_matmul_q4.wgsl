@@ -243,28 +243,28 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
 
 
 // ---- dp4_gemv: the streaming form in integer arithmetic (WGSL's packed 4x8 integer dot products) ----
-// Each workgroup first turns its k range of x into 16-bit integers per group (in workgroup memory):
-//   x ≈ sx·xi,  xi = round(x / sx) in [−32639, 32639],  sx = max|x over the group's rows in this range| / 32639
+// Each workgroup first turns its k range of x into 16-bit integers per packed row (8 inputs, in workgroup memory):
+//   x ≈ sx·xi,  xi = round(x / sx) in [−32639, 32639],  sx = max|x over the row's 8 inputs| / 32639
 // each xi as two signed bytes xi = 256·hi + lo (hi = (xi + 128) >> 8 in [−127, 127], lo in [−128, 127]); per
-// packed row of 8 inputs 8r + j one vec4<u32> of bytes (hi at j = 0, 2, 4, 6; hi at 1, 3, 5, 7; lo at 0, 2, 4,
-// 6; lo at 1, 3, 5, 7): the order of a packed word's nibbles after `w & 0x0F0F0F0F` (even j) and
-// `(w >> 4) & 0x0F0F0F0F` (odd j). Four dot4I8Packed per word then give Σ q·hi and Σ q·lo over its 8 inputs,
-// exact, summed in i32 over a run of rows of one group, and per run
-//   y += scale·sx·(256·Σ q·hi + Σ q·lo − zero·Σ xi)
-// Three integer ops and four dot products for 8 inputs of a column, where the float32 form (q4_gemv_s) takes a
-// shift, an and/or and an FMA per input. 16 bits per value against the group's largest: finer than the half-precision
-// staging of the CUDA GEMV for all but a group's smallest values, whose products count least.
+// packed row one vec4<u32> of bytes (hi at j = 0, 2, 4, 6; hi at 1, 3, 5, 7; lo at 0, 2, 4, 6; lo at 1, 3, 5,
+// 7): the order of a packed word's nibbles after `w & 0x0F0F0F0F` (even j) and `(w >> 4) & 0x0F0F0F0F` (odd j).
+// Four dot4I8Packed per word then give Σ q·hi and Σ q·lo over its 8 inputs, exact; per packed row
+//   ga += sx·(256·Σ q·hi + Σ q·lo),  gx += sx·Σ xi  (integers below 2^24: exact in f32 before the scale)
+// and per group  y += scale·(ga − zero·gx).  Per column and 8 inputs: three integer ops, four dot products and
+// a conversion and an FMA, where the float32 form (q4_gemv_s) takes a shift, an and/or and an FMA per input.
+// 16 bits per value against the largest of its 8: finer than the half-precision staging of the CUDA GEMV.
 // Workgroup and k split as q4_gemv_s: 256 = p.cq column quads x 256/p.cq k-lanes, each k-lane over a
 // contiguous stretch of the split's packed rows; splits go to `part` for q4_reduce.
-// H200 through Vulkan, four 7B shapes, M = 1: 60.0-60.5 us of GPU time pipelined (see dp4_gemv), 66.8 before, against 83.9-86.5 for q4_gemv_s (52-53%, 47-48% and 37-38% of
-// a copy's bandwidth). x made integers by a dispatch of its own instead: 83.9 us (65.5 for this part alone).
+// H200 through Vulkan, four 7B shapes, M = 1: 60.0 us of GPU time (53% of a copy's bandwidth); the same with x
+// in integers per group (each group's largest |x| by workgroup atomics, then a second pass and barrier) 60.1
+// and 60.6 us in the same run, 60.0-60.5 before; 66.8 before the pipelined loop; 83.9-86.5 for q4_gemv_s. x made
+// integers by a dispatch of its own instead: 83.9 us (65.5 for this part alone).
 // XR: packed rows of x a workgroup holds (>= the split's)
 override XR: u32 = 512u;
 // PIPE: 1 = the pipelined main loop where the k ranges allow it (see dp4_gemv), 0 = always the per-group loop (A/B)
 override PIPE: u32 = 1u;
 var<workgroup> xqs: array<vec4<u32>, XR * MR>;  // [m][packed row of the split] bytes as above
-var<workgroup> xrs: array<i32, XR * MR>;  // [m][packed row] Σ xi over its 8 inputs
-var<workgroup> gmx: array<atomic<u32>, (XR + 1u) * MR>;  // [m][group − the split's first] bits of max |x|
+var<workgroup> xrf: array<vec2<f32>, XR * MR>;  // [m][packed row] (sx, sx·Σ xi)
 
 const XMAX = 32639.0;  // 127·256 + 127
 const NIB = vec4<u32>(0x0F0F0F0Fu);
@@ -282,31 +282,40 @@ fn xrow(m: u32, r: u32) -> array<f32, 8> {
   return array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w);
 }
 
-// the sums of one packed row r (4 columns) into ih (Σ q·hi), il (Σ q·lo) and sx (Σ xi), per row m of x
-// packed rows i .. i + 7 of the split (words w) into the run's sums
-fn batch_i(ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>, sxi: ptr<function, vec4<i32>>, w: array<vec4<u32>, 8>, i: u32) {
-  row_i(ih, il, sxi, w[0], i);
-  row_i(ih, il, sxi, w[1], i + 1u);
-  row_i(ih, il, sxi, w[2], i + 2u);
-  row_i(ih, il, sxi, w[3], i + 3u);
-  row_i(ih, il, sxi, w[4], i + 4u);
-  row_i(ih, il, sxi, w[5], i + 5u);
-  row_i(ih, il, sxi, w[6], i + 6u);
-  row_i(ih, il, sxi, w[7], i + 7u);
-}
-fn row_i(ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>, sxi: ptr<function, vec4<i32>>, w: vec4<u32>, i: u32) {
+// packed row i of the split (word w, 4 columns) into the group's sums ga, gx, per row m of x
+fn row_f(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, vec4<f32>>, w: vec4<u32>, i: u32) {
   let e = w & NIB;
   let o = (w >> vec4<u32>(4u)) & NIB;
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
       let v = xqs[m * XR + i];
-      (*ih)[m] += vec4<i32>(dot4I8Packed(e.x, v.x) + dot4I8Packed(o.x, v.y), dot4I8Packed(e.y, v.x) + dot4I8Packed(o.y, v.y),
-                            dot4I8Packed(e.z, v.x) + dot4I8Packed(o.z, v.y), dot4I8Packed(e.w, v.x) + dot4I8Packed(o.w, v.y));
-      (*il)[m] += vec4<i32>(dot4I8Packed(e.x, v.z) + dot4I8Packed(o.x, v.w), dot4I8Packed(e.y, v.z) + dot4I8Packed(o.y, v.w),
-                            dot4I8Packed(e.z, v.z) + dot4I8Packed(o.z, v.w), dot4I8Packed(e.w, v.z) + dot4I8Packed(o.w, v.w));
-      (*sxi)[m] += xrs[m * XR + i];
+      let f = xrf[m * XR + i];
+      let h = vec4<i32>(dot4I8Packed(e.x, v.x) + dot4I8Packed(o.x, v.y), dot4I8Packed(e.y, v.x) + dot4I8Packed(o.y, v.y),
+                        dot4I8Packed(e.z, v.x) + dot4I8Packed(o.z, v.y), dot4I8Packed(e.w, v.x) + dot4I8Packed(o.w, v.y));
+      let l = vec4<i32>(dot4I8Packed(e.x, v.z) + dot4I8Packed(o.x, v.w), dot4I8Packed(e.y, v.z) + dot4I8Packed(o.y, v.w),
+                        dot4I8Packed(e.z, v.z) + dot4I8Packed(o.z, v.w), dot4I8Packed(e.w, v.z) + dot4I8Packed(o.w, v.w));
+      (*ga)[m] += vec4<f32>(h * 256i + l) * f.x;
+      (*gx)[m] += f.y;
     }
   }
+}
+// packed rows i .. i + 3 (words w[h4 .. h4 + 3])
+fn rows4_f(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, vec4<f32>>, w: array<vec4<u32>, 8>, h4: u32, i: u32) {
+  row_f(ga, gx, w[h4], i);
+  row_f(ga, gx, w[h4 + 1u], i + 1u);
+  row_f(ga, gx, w[h4 + 2u], i + 2u);
+  row_f(ga, gx, w[h4 + 3u], i + 3u);
+}
+// a run of group g ends: acc += scale·(ga − zero·gx) per row m of x (NaN where a row of x held a NaN or an
+// infinity: its sx is NaN), and the run's sums restart
+fn group_f(acc: ptr<function, array<vec4<f32>, 4>>, ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, vec4<f32>>, g: u32, N4: u32, nc: u32) {
+  let sc = scales[g * N4 + nc];
+  let zr = zeros[g * N4 + nc];
+  for (var m = 0u; m < MR; m++) {
+    if (m < p.M) { (*acc)[m] += sc * ((*ga)[m] - zr * (*gx)[m]); }
+  }
+  *ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  *gx = vec4<f32>(0.0);
 }
 
 @compute @workgroup_size(256)
@@ -318,49 +327,44 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
   let ks = t.ks;
   let s0 = t.s0;
   let s1 = t.s1;
-  let ra = t.ra;
-  let rb = t.rb;
   let gr = p.gs / 8u;  // packed rows per group
-  let g0 = s0 / gr;
   let nr = s1 - s0;
   let nx = nr * p.M;
-  // The pipelined loop (groups and k-lane stretches in whole batches of 8 packed rows): the k-lane's first batch
-  // is loaded before x is staged, and each next batch before the current one is used. H200 through Vulkan, four
-  // 7B shapes at M = 1: 60.0-60.5 us of GPU time (with the host's splits in whole batches per k-lane, so that
-  // down's pipeline too) against 66.4-66.8 for the per-group loop below as it was (one batch in flight per thread,
-  // none during the staging); forced everywhere with PIPE = 0 the per-group loop now takes 70.6-70.8 us, and why
-  // it got slower beside the pipelined one is not known. Measured and dropped: a third batch in flight (80.3 us), x staged
+  // The pipelined loop: the k-lane's first batch of 8 packed rows is loaded before x is staged, and each next
+  // batch before the current one is used. It needs the k-lane stretches in whole batches and groups of a
+  // multiple of 4 packed rows (group size 32, 64, 96, 128, ...): where the split's bounds allow it, each k-lane takes
+  // a multiple of 8 rows (the last lanes fewer or none). H200 through Vulkan, four 7B shapes at M = 1: 60.0-60.5
+  // us of GPU time against 66.4-66.8 for the per-group loop below as it was (one batch in flight per thread, none
+  // during the staging); forced everywhere with PIPE = 0 the per-group loop took 70.6-70.8 us, and why it got
+  // slower beside the pipelined one is not known. Measured and dropped: a third batch in flight (80.3 us), x staged
   // one group per k-lane at a time between the batches (a barrier pair per group: 65.5), groups' largest |x| from
-  // per-row maxima instead of atomics (63.7), the weights repacked so that a k-lane's rows are contiguous (no
-  // change), workgroups of 128, 512 or 1024 invocations (71.6, 73.6, 106.7). Without the staging (timing only) it
-  // took 53.2 us, and without the integer dot products (xor instead) no less: the staging is most of what is left.
-  let RL = (nr + 256u / p.cq - 1u) / (256u / p.cq);  // rows per k-lane (lane_of)
-  let pipe = PIPE == 1u && gr % 8u == 0u && s0 % 8u == 0u && s1 % 8u == 0u && RL % 8u == 0u;
+  // per-row maxima (63.7), the weights repacked so that a k-lane's rows are contiguous (no change), workgroups of
+  // 128, 512 or 1024 invocations (71.6, 73.6, 106.7). Without the staging (timing only) it took 53.2 us, and
+  // without the integer dot products (xor instead) no less: the staging is most of what is left.
+  let KL = 256u / p.cq;
+  let pipe = PIPE == 1u && gr % 4u == 0u && s0 % 8u == 0u && s1 % 8u == 0u;
+  var ra = t.ra;
+  var rb = t.rb;
+  if (pipe) {
+    let R8 = ((nr + KL - 1u) / KL + 7u) / 8u * 8u;
+    ra = min(s0 + (li / p.cq) * R8, s1);
+    rb = min(ra + R8, s1);
+  }
   var wn: array<vec4<u32>, 8>;
   if (pipe && ra < rb) { wn = load8(ra * N4 + nc - p.qbase, N4); }
-  // x of the split: each group's largest |x| (as bits: integer order is float order for |x|, and puts NaN above
-  // infinity, so a non-finite group shows), then the integers; a thread's first row (pipelined: two) loaded once
+  // x of the split, a packed row per thread at a time (its first, pipelined its first two, loaded up front): the
+  // row's largest |x| as bits (integer order is float order for |x|, and NaN lies above infinity), the integers
+  // against it, its scale (NaN where it holds a NaN or an infinity) and Σ x
   var v0: array<f32, 8>;
   var v1: array<f32, 8>;
   if (li < nx) { v0 = xrow(li / nr, s0 + li % nr); }
   if (pipe && li + 256u < nx) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
   for (var i = li; i < nx; i += 256u) {
-    let m = i / nr;
-    let r = s0 + i % nr;
     var v = v0;
-    if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(m, r); }
+    if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(i / nr, s0 + i % nr); }
     var b = 0u;
     for (var j = 0u; j < 8u; j++) { b = max(b, bitcast<u32>(v[j]) & 0x7FFFFFFFu); }
-    atomicMax(&gmx[m * (XR + 1u) + r / gr - g0], b);
-  }
-  workgroupBarrier();
-  for (var i = li; i < nx; i += 256u) {
-    let m = i / nr;
-    let r = s0 + i % nr;
-    var v = v0;
-    if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(m, r); }
-    let bits = atomicLoad(&gmx[m * (XR + 1u) + r / gr - g0]);
-    let inv = select(0.0, XMAX / bitcast<f32>(bits), bits < 0x7F800000u && bits != 0u);
+    let inv = select(0.0, XMAX / bitcast<f32>(b), b < 0x7F800000u && b != 0u);
     var hi: array<i32, 8>;
     var lo: array<i32, 8>;
     var s = 0i;
@@ -370,25 +374,29 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
       lo[j] = xi - 256i * hi[j];
       s += xi;
     }
-    xqs[m * XR + i % nr] = vec4<u32>(pack4xI8(vec4<i32>(hi[0], hi[2], hi[4], hi[6])), pack4xI8(vec4<i32>(hi[1], hi[3], hi[5], hi[7])),
-                                     pack4xI8(vec4<i32>(lo[0], lo[2], lo[4], lo[6])), pack4xI8(vec4<i32>(lo[1], lo[3], lo[5], lo[7])));
-    xrs[m * XR + i % nr] = s;
+    let at = (i / nr) * XR + i % nr;
+    xqs[at] = vec4<u32>(pack4xI8(vec4<i32>(hi[0], hi[2], hi[4], hi[6])), pack4xI8(vec4<i32>(hi[1], hi[3], hi[5], hi[7])),
+                        pack4xI8(vec4<i32>(lo[0], lo[2], lo[4], lo[6])), pack4xI8(vec4<i32>(lo[1], lo[3], lo[5], lo[7])));
+    let sx = select(bitcast<f32>(b) / XMAX, bitcast<f32>(b | 0x00400000u), b >= 0x7F800000u);
+    xrf[at] = vec2<f32>(sx, f32(s) * sx);
   }
   workgroupBarrier();
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  var ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  var gx = vec4<f32>(0.0);
   if (pipe) {
-    var ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-    var il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-    var sxi = vec4<i32>(0);
-    // batches of 8 packed rows over the whole stretch; a group's sums go to acc where it ends
+    // batches of 8 packed rows over the whole stretch; a group's sums go to acc where it ends (which for groups
+    // of 4, 12, 20, ... rows can be the middle of a batch)
     var r = ra;
     loop {
       if (r >= rb) { break; }
       let w = wn;
       if (r + 8u < rb) { wn = load8((r + 8u) * N4 + nc - p.qbase, N4); }
-      batch_i(&ih, &il, &sxi, w, r - s0);
+      rows4_f(&ga, &gx, w, 0u, r - s0);
+      if ((r + 4u) % gr == 0u) { group_f(&acc, &ga, &gx, (r + 3u) / gr, N4, nc); }
+      rows4_f(&ga, &gx, w, 4u, r + 4u - s0);
       r += 8u;
-      if (r % gr == 0u || r >= rb) { group_sums(&acc, &ih, &il, &sxi, (r - 1u) / gr, g0, N4, nc); }
+      if (r % gr == 0u || r >= rb) { group_f(&acc, &ga, &gx, (r - 1u) / gr, N4, nc); }
     }
   } else {
     // runs [a, e) of this k-lane's rows within one group g each
@@ -397,43 +405,22 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
     loop {
       if (a >= rb) { break; }
       let e = min((g + 1u) * gr, rb);
-      var ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-      var il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-      var sxi = vec4<i32>(0);
       var r = a;
       loop {
         if (r + 8u > e) { break; }
-        batch_i(&ih, &il, &sxi, load8(r * N4 + nc - p.qbase, N4), r - s0);
+        let w = load8(r * N4 + nc - p.qbase, N4);
+        rows4_f(&ga, &gx, w, 0u, r - s0);
+        rows4_f(&ga, &gx, w, 4u, r + 4u - s0);
         r += 8u;
       }
-      for (; r < e; r++) { row_i(&ih, &il, &sxi, qweight[r * N4 + nc - p.qbase], r - s0); }
-      group_sums(&acc, &ih, &il, &sxi, g, g0, N4, nc);
+      for (; r < e; r++) { row_f(&ga, &gx, qweight[r * N4 + nc - p.qbase], r - s0); }
+      group_f(&acc, &ga, &gx, g, N4, nc);
       a = e;
       g++;
     }
   }
   out_lanes(acc, li, n4, N4, ks);
 }
-
-// a run of group g ends: acc += scale·sx·(256·Σ q·hi + Σ q·lo − zero·Σ xi) per row m of x (sx NaN where the group
-// held a NaN or an infinity), and the run's integer sums restart
-fn group_sums(acc: ptr<function, array<vec4<f32>, 4>>, ih: ptr<function, array<vec4<i32>, 4>>, il: ptr<function, array<vec4<i32>, 4>>,
-              sxi: ptr<function, vec4<i32>>, g: u32, g0: u32, N4: u32, nc: u32) {
-  let sc = scales[g * N4 + nc];
-  let zr = zeros[g * N4 + nc];
-  for (var m = 0u; m < MR; m++) {
-    if (m < p.M) {
-      let bits = atomicLoad(&gmx[m * (XR + 1u) + g - g0]);
-      let sx = select(bitcast<f32>(bits) / XMAX, bitcast<f32>(bits | 0x00400000u), bits >= 0x7F800000u);
-      let t = 256.0 * vec4<f32>((*ih)[m]) + vec4<f32>((*il)[m]) - zr * f32((*sxi)[m]);
-      (*acc)[m] += t * (sc * sx);
-    }
-  }
-  *ih = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-  *il = array<vec4<i32>, 4>(vec4<i32>(0), vec4<i32>(0), vec4<i32>(0), vec4<i32>(0));
-  *sxi = vec4<i32>(0);
-}
-
 
 // part [M, K] = x [m0 + m, perm(k)]: act-order input gathered once for q4_gemv_s
 @compute @workgroup_size(256)

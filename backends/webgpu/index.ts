@@ -848,8 +848,8 @@ export class WebGpuBackend implements Backend {
   /**
    * The fast 4-bit path for rows m0 .. m0 + mm of x (mm <= 4) into the same rows of y. One row (decoding), where
    * WGSL has packed 4x8 integer dot products (features.dot4): dp4_gemv, each workgroup turning its k range of x
-   * into 16-bit integers per group in workgroup memory, then four dot4I8Packed per packed word (H200 through
-   * Vulkan, four 7B shapes: 66.8 us of GPU time). Without them: q4_gemv_s, the same streaming in float32, act-
+   * into 16-bit integers per packed row in workgroup memory, then four dot4I8Packed per packed word (H200
+   * through Vulkan, four 7B shapes: 60.0 us of GPU time). Without them: q4_gemv_s, the same streaming in float32, act-
    * order input gathered first (86.5-87.8 us). More rows: q4_gemv / q4_gemv_h (short k ranges, x staged in
    * workgroup memory, always split; measured faster than either streaming form at M = 4). GPTQ_WEBGPU_GEMV=i,
    * s or old forces one for every slab (A/B, tests). Then q4_reduce over the splits. A packed weight above the
@@ -885,8 +885,8 @@ export class WebGpuBackend implements Backend {
       const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
       rps = Math.ceil(rows / ks0);
       if (dot4) {
-        // x turned into integers by each workgroup in workgroup memory: 24 bytes per packed row and row of x, beside
-        // the 4 KiB of the k-lanes' sums (`red_s`; 64: alignment)
+        // x turned into integers by each workgroup in workgroup memory: 24 bytes per packed row and row of x (16 of
+        // integers, a scale and a sum), beside the 4 KiB of the k-lanes' sums (`red_s`; 64: alignment)
         cap = Math.floor(((this.dev.limits.maxComputeWorkgroupStorageSize - 4096 - 64) / mm - 4) / 24);
         if (cap < 8) throw new UnsupportedOpError(`webgpu quant_matmul: ${this.dev.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory hold too few rows of x for the integer GEMV; set GPTQ_WEBGPU_DOT4=0`);
         rps = Math.min(rps, cap);
@@ -907,8 +907,9 @@ export class WebGpuBackend implements Backend {
       rps = Math.min(Math.max(rps, 16), Math.floor(1024 / (8 * mm)));
     }
     if (Q.size > this.maxBinding) rps = Math.max(1, Math.min(rps, Math.floor((this.maxBinding - this.align) / (N * 4))));
-    // dp4_gemv's pipelined loop needs every k-lane's stretch in whole batches of 8 packed rows: a split of several
-    // k ranges gets a multiple of 8 rows per k-lane (rounded up where the limits above allow, else down)
+    // dp4_gemv's pipelined loop takes every k-lane's stretch in whole batches of 8 packed rows (the shader rounds the
+    // stretches up, leaving the last k-lanes short): a split of several k ranges gets a multiple of 8 rows per
+    // k-lane (rounded up where the limits above allow, else down), so that its k-lanes are equal
     const pipe = process.env.GPTQ_WEBGPU_QV_PIPE !== "0";
     if (dot4 && pipe && rps < rows) {
       const unit = 8 * (256 / cq), lim = Math.min(cap, Q.size > this.maxBinding ? Math.floor((this.maxBinding - this.align) / (N * 4)) : rows);

@@ -84,10 +84,10 @@ async function checkNonFinite(be: Backend) {
  */
 async function checkLong(be: Backend, oracle: Backend) {
   const r = rng();
-  // (WebGPU's integer GEMV at M = 1: 8320 x 96 is two k splits, the first with whole batches of 8 packed rows
-  // per k-lane (the pipelined loop), the second not (the per-group loop); 4096 x 64 with groups of 64 is one
-  // split, pipelined; groups of 32 never are)
-  for (const [K, N, gs, actOrder] of [[8320, 96, 128, false], [8320, 96, 128, true], [11008, 64, 32, false], [4096, 64, 64, false], [4096, 64, 64, true]] as const) {
+  // (WebGPU's integer GEMV at M = 1, pipelined loop: 8320 x 96 is nine k splits, the last of 16 packed rows (two
+  // k-lanes busy); 4096 x 64 with groups of 64 is one split; groups of 32 (4 packed rows) and of 96 (12) end in
+  // the middle of a batch of 8 rows; its per-group loop: groups of 48 (6 packed rows))
+  for (const [K, N, gs, actOrder] of [[8320, 96, 128, false], [8320, 96, 128, true], [11008, 64, 32, false], [4096, 64, 64, false], [4096, 64, 64, true], [4608, 64, 96, false], [8208, 64, 48, false]] as const) {
     const c = randomQuant(r, 4, K, N, gs, actOrder, true);
     for (const M of [1, 2, 5]) {
       const x = randn(M * K, r);
