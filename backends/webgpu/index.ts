@@ -910,7 +910,9 @@ export class WebGpuBackend implements Backend {
     // dp4_gemv's pipelined loop takes every k-lane's stretch in whole batches of 8 packed rows (the shader rounds the
     // stretches up, leaving the last k-lanes short): a split of several k ranges gets a multiple of 8 rows per
     // k-lane (rounded up where the limits above allow, else down), so that its k-lanes are equal
-    const pipe = process.env.GPTQ_WEBGPU_QV_PIPE !== "0";
+    const envPipe = process.env.GPTQ_WEBGPU_QV_PIPE;
+    if (envPipe !== undefined && !["0", "1"].includes(envPipe)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_PIPE=${envPipe}: use 0 (the integer GEMV's per-group loop everywhere, for A/B) or 1 (the pipelined loop where the k ranges allow it; the default)`);
+    const pipe = envPipe !== "0";
     if (dot4 && pipe && rps < rows) {
       const unit = 8 * (256 / cq), lim = Math.min(cap, Q.size > this.maxBinding ? Math.floor((this.maxBinding - this.align) / (N * 4)) : rows);
       const up = Math.ceil(rps / unit) * unit, down = Math.floor(rps / unit) * unit;

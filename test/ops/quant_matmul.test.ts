@@ -1,6 +1,6 @@
 // quant_matmul: x [M, in] @ dequant(W)ᵀ (+ b) -> [M, out], W[n,k] = scale[g,n]·(q[k,n] − zero[g,n]), g = g_idx[k]
 import { describe, expect, test } from "bun:test";
-import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, randn, rng } from "../helpers.ts";
+import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, gpuBackends, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import { randomQuant, type QuantCase as Case } from "../synthetic.ts";
 
@@ -205,12 +205,26 @@ async function checkAddNormed(be: Backend, oracle: Backend) {
   }
 }
 
+const WEBGPU = (await gpuBackends()).find((b) => b.name === "webgpu");
+
 describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
   eachGpuBackend("vs cpu (every shader variant)", (be, c) => eachShaderVariant(be, () => check(be, c)));
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
   eachGpuBackend("a NaN or an infinity in x reaches its row's outputs (every shader variant)", (be) => eachShaderVariant(be, () => checkNonFinite(be)));
   eachGpuBackend("vs cpu, long inputs split across workgroups (every shader variant)", (be, c) => eachShaderVariant(be, () => checkLong(be, c)));
+  (WEBGPU?.backend ? test : test.skip)(`webgpu: a bad GEMV knob is an error that names it${WEBGPU?.backend ? "" : ` [webgpu unavailable: ${WEBGPU?.reason ?? "not selected"}]`}`, () => {
+    const be = WEBGPU!.backend!, c = randomQuant(rng(), 4, 256, 64, 128, false, true);
+    const w = be.prepareQuantWeight(c.spec), x = be.upload(randn(256, rng()), [1, 256], "f32");
+    process.env.GPTQ_WEBGPU_QV_PIPE = "2";
+    try {
+      expect(() => be.quantMatmul(x, w)).toThrow(/GPTQ_WEBGPU_QV_PIPE=2: use 0 .* or 1/);
+    } finally {
+      delete process.env.GPTQ_WEBGPU_QV_PIPE;
+    }
+    be.free(w);
+    be.free(x);
+  });
   eachGpuBackend("several weights sharing x in one launch (quantMatmulMany)", (be, c) => checkMany(be, c), 300_000, "quantMatmulMany");
   eachGpuBackend("the MLP gate fused into the matmul (quantMatmulGated)", (be, c) => checkGated(be, c), 300_000, "quantMatmulGated");
   eachGpuBackend("the residual add and the next RMSNorm fused into the GEMVs (quantMatmulAdd, quantMatmulManyNormed)", (be, c) => checkAddNormed(be, c), 300_000, "quantMatmulAdd");
