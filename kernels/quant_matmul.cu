@@ -125,6 +125,16 @@ __device__ __forceinline__ float pow2_scale(float mx) {
 // Programmatic dependent launch (sm_90): the weight stream starts before griddepcontrol.wait, so it overlaps
 // the end of the kernel before (which signals launch_dependents early); x is read only after the wait.
 // (overridable at build time, GPTQ_NVCC_FLAGS="-DQV_WARPS=8", for the tuning sweep in bench/device.sh)
+// Timing diagnostics (GPTQ_NVCC_FLAGS for a sweep build; WRONG RESULTS, never a release build): QV_DBG_NOMAIN
+// (each warp: its first 2·QV_UNROLL steps only), QV_DBG_NOSTAGE (x not staged), QV_DBG_NOEPI (no sums across
+// warps or blocks), QV_DBG_EPIRED (the block's sums added into y with atomics: no k-split chain, no y zeroing).
+// Measured on an H100, per shape at M = 1 (qkv, o, gate/up, down; us): 13.9 7.5 19.9 13.3 as built; NOEPI
+// 12.3 5.7 19.6 11.4; EPIRED 12.5 5.8 19.7 11.7; NOSTAGE 12.8 6.1 18.9 12.4; all three 3.6 4.2 3.5 4.0
+#ifdef QV_DBG_NOMAIN
+#define QV_DBG_SPAN(spw) min(spw, 2 * QV_UNROLL)
+#else
+#define QV_DBG_SPAN(spw) (spw)
+#endif
 #ifndef QV_WARPS
 #define QV_WARPS 4
 #endif
@@ -283,7 +293,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   const int c = cg - QV_PICK(c0);
 #undef QV_PICK
   const int kb0 = ks * QV_WARPS * spw, kb1 = min(kb0 + QV_WARPS * spw, K16);  // this block's k16 steps
-  const int w0 = min(kb0 + warp * spw, kb1), w1 = min(w0 + spw, kb1);         // this warp's
+  const int w0 = min(kb0 + warp * spw, kb1), w1 = min(w0 + QV_DBG_SPAN(spw), kb1);         // this warp's
   const int stride = QV_WARPS * spw * 16;
   __half* xs = reinterpret_cast<__half*>(smem);                                  // [MR][stride]
   float* red = reinterpret_cast<float*>(smem + (size_t)MR * stride * sizeof(__half));  // [QV_WARPS][MR][64] the warps' sums, then [MR][64] the block's (cluster)
@@ -346,7 +356,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       if (i < M * 64) rpre[j] = args.res[(long long)(i / 64) * N + (long long)c * 64 + i % 64];
     }
   }
+#ifndef QV_DBG_NOSTAGE  // (timing diagnostics only: wrong results)
   if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
+#endif
   float acc[MR][8];
   __half2 acch[MR][8];
 #pragma unroll
@@ -440,7 +452,13 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       v += __shfl_xor_sync(0xffffffff, v, 1);
       v += __shfl_xor_sync(0xffffffff, v, 2);
       if (t == 0) red[(warp * MR + m) * 64 + i * 8 + gid] = v;
+#ifdef QV_DBG_NOEPI
+      if (t == 0) y[(long long)m * N + c * 64 + i * 8 + gid] = v;
+#endif
     }
+#ifdef QV_DBG_NOEPI
+  return;
+#endif
   __syncthreads();
   // the block's sums of column chunk c: y (ksplit = 1), the cluster's shared memory (bsum), or partial sums
   // that the last block of the chunk adds up
@@ -493,10 +511,16 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
     for (int w = 0; w < QV_WARPS; w++) v += red[(w * MR + m) * 64 + col];
     const long long n = (long long)c * 64 + col;
+#ifdef QV_DBG_EPIRED
+    atomicAdd(y + (long long)m * N + n, v); continue;
+#endif
     if (cluster) bsum[i] = v;
     else if (ksplit == 1) put(m, n, v, j);
     else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
   }
+#ifdef QV_DBG_EPIRED
+  return;
+#endif
   if (!cluster && ksplit == 1) put_ssq();
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
   if (cluster) {  // the chunk's k ranges are one cluster: rank 0 adds the blocks' sums up
@@ -517,13 +541,17 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   }
 #endif
   if (ksplit == 1) return;
-  __threadfence();
+  // the arrival is one acq_rel atomic of thread 0 after the block barrier (its release covers the block's
+  // partial-sum stores, its acquire the other blocks'; the barrier passes both on), not two __threadfence()
   __syncthreads();
   __shared__ int last;
-  if (threadIdx.x == 0) last = atomicAdd(counters + cg, 1) == ksplit - 1;
+  if (threadIdx.x == 0) {
+    int old;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(counters + cg) : "memory");
+    last = old == ksplit - 1;
+  }
   __syncthreads();
   if (!last) return;
-  __threadfence();
   for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
     const int m = i / 64, col = i % 64;
     float v = 0.f;
@@ -548,17 +576,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 // xf [K16][32][4] (u32 half2): lane (gid, t), register r of step s holds rows gid (r = 0, 2) / gid + 8 (r = 1, 3)
 // at k = 16s + 2t, +1 (r = 0, 1) or 16s + 2t + 8, +9 (r = 2, 3), of x [m, perm(k)] · rmul[m], rmul[m] the power of
 // two that puts row m's largest |x| in (128, 256] (rows >= M are zero). The same kernel zeroes y [M, N], into
-// which the split-K sums are added. One block per row (16 blocks); without perm and with K <= XF_THREADS·4·XF_REG
-// the row is read once, into registers.
+// which the split-K sums are added. Grid (16 rows, XF_SPLIT): every block of a row finds the row's largest |x|
+// (without perm and with K <= XF_THREADS·4·XF_REG the row is read once, into registers) and converts its
+// 1/XF_SPLIT of the row; the zeroing of y is spread over all blocks. Measured at M = 16 over the four 7B shapes:
+// on an H200 61.5-61.6 us against 65.8-66.1 with one block per row (as before, XF_SPLIT=1); on an H100 63.7
+// (8 per row), 62.9 (4), 65.3 (16), 72.4 (32). Without this kernel at all (QM_DBG_XFRAG_ONCE, timing only)
+// 50.4-50.7 us on the H200: its launch and the matmul's wait for it are the next thing to remove (each warp
+// staging its own x fragments, as the GEMV does, and the k split summed without atomics into a zeroed y).
 #define XF_THREADS 512
 #define XF_REG 6
+#ifndef XF_SPLIT
+#define XF_SPLIT 8
+#endif
 __global__ void __launch_bounds__(XF_THREADS) xfrag_kernel(unsigned int* __restrict__ xf, float* __restrict__ rmul, float* __restrict__ y, const float* __restrict__ x,
                                                           const int* __restrict__ perm, int M, int K, int N) {
   pdl_launch_dependents();  // the matmul after it streams weights meanwhile (it waits before reading xf)
   pdl_wait();
-  const int m = blockIdx.x, tid = threadIdx.x;
+  const int m = blockIdx.x, part = blockIdx.y, parts = gridDim.y, tid = threadIdx.x;
   const long long MN = (long long)M * N;
-  for (long long i = (long long)m * XF_THREADS + tid; i < MN; i += 16 * XF_THREADS) y[i] = 0.f;
+  for (long long i = ((long long)part * 16 + m) * XF_THREADS + tid; i < MN; i += 16LL * parts * XF_THREADS) y[i] = 0.f;
   const float* xr = x + (long long)m * K;
   const bool live = m < M;
   const bool inreg = !perm && K <= XF_THREADS * 4 * XF_REG && K % 4 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
@@ -577,20 +613,25 @@ __global__ void __launch_bounds__(XF_THREADS) xfrag_kernel(unsigned int* __restr
   __shared__ float red[32];
   mx = block_reduce<true, float>(mx, red);
   const float mul = pow2_scale(mx);
-  if (tid == 0) rmul[m] = mul;
+  if (tid == 0 && part == 0) rmul[m] = mul;
   const int gid = m & 7, rhi = m >> 3;
   auto put = [&](int k, float v0, float v1) {  // the pair k, k + 1 (k even)
     const int s = k >> 4, kk = k & 15;
     xf[((long long)s * 32 + gid * 4 + ((kk & 7) >> 1)) * 4 + rhi + 2 * (kk >> 3)] = h2u(__floats2half2_rn(v0 * mul, v1 * mul));
   };
+  // this block's pairs [p0, p1) of the row's K / 2
+  const int per = (K / 2 + parts - 1) / parts, p0 = part * per, p1 = min(K / 2, p0 + per);
   if (inreg) {
 #pragma unroll
     for (int r = 0; r < XF_REG; r++) {
-      const int i = tid + r * XF_THREADS;
-      if (i < K / 4) { put(4 * i, v[r].x, v[r].y); put(4 * i + 2, v[r].z, v[r].w); }
+      const int i = tid + r * XF_THREADS;  // float4 i holds the pairs 2i, 2i + 1
+      if (i < K / 4) {
+        if (2 * i >= p0 && 2 * i < p1) put(4 * i, v[r].x, v[r].y);
+        if (2 * i + 1 >= p0 && 2 * i + 1 < p1) put(4 * i + 2, v[r].z, v[r].w);
+      }
     }
   } else {
-    for (int p = tid; p < K / 2; p += XF_THREADS) {
+    for (int p = p0 + tid; p < p1; p += XF_THREADS) {
       const int k = 2 * p;
       put(k, live ? xr[perm ? perm[k] : k] : 0.f, live ? xr[perm ? perm[k + 1] : k + 1] : 0.f);
     }
@@ -814,7 +855,8 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   const QvKernel kern = kernels[vi];
   // one wave: as many blocks as fit the multiprocessors at once, each warp with >= 8 k16 steps; x of a
   // block's k range in shared memory as fp16 (<= 8 KiB per row), then the warps' sums
-  const int maxspw = (8 * 1024) / (2 * MR) / (QV_WARPS * 16);
+  // (QV_WARPS >= 8 builds, for sweeps: blocks of 8 or 16 warps, 2 or 1 per multiprocessor, may stage 32 KiB)
+  const int maxspw = (QV_WARPS >= 8 ? 32 : 8) * 1024 / (2 * MR) / (QV_WARPS * 16);
   // (+ the norm weight over the block's k range in fp32 with a deferred norm; the occupancy is taken with it)
   auto smem_for = [&](int spw, bool nw) {
     return (size_t)MR * QV_WARPS * spw * 16 * sizeof(__half) + (size_t)(QV_WARPS + 1) * MR * 64 * sizeof(float) + (nw ? (size_t)QV_WARPS * spw * 16 * sizeof(float) : 0);
@@ -926,7 +968,13 @@ static int launch_qm4m(float* y, const float* x, const uint4* packed, const unsi
   GQ_TRY(grow(xfb, (size_t)K16 * 512 + 16 * sizeof(float), "matmul4 (5-16 rows): a new widest x"));
   unsigned int* xf = static_cast<unsigned int*>(xfb.p);
   float* rmul = reinterpret_cast<float*>(static_cast<char*>(xfb.p) + (size_t)K16 * 512);
-  GQ_CUDA(gq::launch(xfrag_kernel, dim3(16), dim3(XF_THREADS), 0, xf, rmul, y, x, perm, M, K, N));
+#ifdef QM_DBG_XFRAG_ONCE  // timing diagnostic, never a release build (wrong results after the first call): x converted and y zeroed once
+  static bool once = false;
+  if (!once) GQ_CUDA(gq::launch(xfrag_kernel, dim3(16, XF_SPLIT), dim3(XF_THREADS), 0, xf, rmul, y, x, perm, M, K, N));
+  once = true;
+#else
+  GQ_CUDA(gq::launch(xfrag_kernel, dim3(16, XF_SPLIT), dim3(XF_THREADS), 0, xf, rmul, y, x, perm, M, K, N));
+#endif
   GQ_CUDA(gq::launch(kernels[vi], dim3(cblocks, ksplit), dim3(128), smem, y, reinterpret_cast<const uint4*>(xf), static_cast<const float*>(rmul), packed, sz, bias, M, K, N, gs, spw, kw));
   GQ_LAUNCHED("matmul4 (5-16 rows)");
   return GQ_OK;
