@@ -65,7 +65,9 @@ for s in $stages; do
   matmul)
     log matmul
     bun gptq.ts bench matmul --backend cuda --m 1,16,64 --iters 200 | tee "$OUT/matmul.md"
-    bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md" ;;
+    bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md"
+    echo "-- GPTQ_BENCH_ARENA=1 (captured as a decode step is: programmatic dependent launch in force)" | tee -a "$OUT/matmul.md"
+    GPTQ_BENCH_ARENA=1 bun gptq.ts bench matmul --backend cuda --m 1 --iters 200 | tee -a "$OUT/matmul.md" ;;
   ncu)
     log ncu
     # NCU_MS: which kernels (default both), NCU_ARGS: sections (default a summary; "--set full" for stall

@@ -647,7 +647,9 @@ template <int G>
 __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ y, const uint4* __restrict__ xf, const float* __restrict__ rmul, const uint4* __restrict__ packed,
                                                             const unsigned int* __restrict__ sz, const float* __restrict__ bias, int M, int K, int N, int gs, int spw, int kw) {
   extern __shared__ float4 qm_red[];  // sub-ranges 1..kw-1: [sub − 1][chunk][tile][lane], the warps' sums
+#ifdef QM_PDL_EARLY
   pdl_launch_dependents();
+#endif
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
   const int cpb = 4 / kw, cw = warp % cpb, sub = warp / cpb;
   const int N64 = N / 64, K16 = K / 16, gs16 = gs / 16;
@@ -748,6 +750,11 @@ __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ 
     batch(qa, xa, st, false);
     batch(qb, xb, st + QV_UNROLL, false);
   }
+  // the next kernel (usually the next call's xfrag_kernel, which has nothing to do before its wait) is let in
+  // only now: launched at the start, its blocks would sit on the multiprocessors through this kernel's stream
+#ifndef QM_PDL_EARLY
+  pdl_launch_dependents();
+#endif
   // sub-ranges 1.. hand their sums to sub-range 0's warp of the same chunk
   if (kw > 1) {
     if (sub > 0)

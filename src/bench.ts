@@ -77,7 +77,10 @@ export async function timeDeviceUs(be: Backend, fn: () => void, iters = 50): Pro
   if (!be.graphs) return { us: await timeUs(be, fn, iters), timing: "eager" };
   fn();
   await be.sync();
-  const g = be.graphs.capture(() => { for (let i = 0; i < 10; i++) fn(); }, { arena: false }); // (see GraphSupport.capture)
+  // (see GraphSupport.capture) without the arena by default: kernel time without the programmatic dependent
+  // launch between calls, comparable with earlier runs; GPTQ_BENCH_ARENA=1 captures as a decode step does
+  const arena = process.env.GPTQ_BENCH_ARENA === "1";
+  const g = be.graphs.capture(() => { for (let i = 0; i < 10; i++) fn(); }, { arena });
   try {
     return { us: (await timeUs(be, () => g.replay(), Math.max(1, Math.ceil(iters / 10)))) / 10, timing: "graph" };
   } finally {
