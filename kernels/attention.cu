@@ -362,6 +362,7 @@ extern "C" int gq_attention(float* out, const float* q, const float* k, const fl
 extern "C" int gq_rope_attention(float* out, float* q, float* k, const float* v, float* kc, float* vc, const float* inv_freq, int T, int heads, int kvh, int hd,
                                  int pos0, const int* pos_dev, int rows, float rope_scale) {
   GQ_CHECK_INIT();
+  GQ_DBG_SKIP_OP("attn");
   GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "rope_attention: heads %d not a multiple of kv_heads %d", heads, kvh);
   GQ_ARG(pos_dev || (pos0 >= 0 && pos0 + T <= rows), "rope_attention: cache rows %d..%d outside [0, %d)", pos0, pos0 + T, rows);
   static const bool fuse = !(getenv("GPTQ_ROPE_ATTN") && getenv("GPTQ_ROPE_ATTN")[0] == '0');  // 0: two launches (A/B)

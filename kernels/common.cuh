@@ -40,6 +40,27 @@ void release(void* p);
 int gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
 }
 
+// Timing diagnostic (never a release build: builds with -DGQ_DBG_SKIP only): GPTQ_DBG_SKIP=a,b,... makes the
+// named decode-step ops return without launching anything (wrong results), so that a decode benchmark shows
+// each op's exposed cost in a replayed step: qkv, gateup (the normed GEMVs), o, down (the residual-add GEMVs),
+// attn (rope + attention), head (the fp16 LM head), norm (RMSNorm)
+#ifdef GQ_DBG_SKIP
+#include <cstdlib>
+#include <cstring>
+namespace gq {
+inline bool dbg_skip(const char* op) {
+  const char* e = getenv("GPTQ_DBG_SKIP");
+  if (!e) return false;
+  const size_t n = strlen(op);
+  for (const char* p = e; (p = strstr(p, op)) != nullptr; p += n)
+    if ((p == e || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return true;
+  return false;
+}
+}
+#define GQ_DBG_SKIP_OP(op) do { if (gq::dbg_skip(op)) return GQ_OK; } while (0)
+#else
+#define GQ_DBG_SKIP_OP(op) do { } while (0)
+#endif
 #define GQ_CHECK_INIT() do { if (!gq::initialized) return gq::fail(GQ_ERR_NOT_INIT, "gq_init has not been called"); } while (0)
 // a failed call's error is also taken off CUDA's per-thread "last error", so the next launch check does not report it again
 #define GQ_CUDA(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { cudaGetLastError(); return gq::fail(GQ_ERR_CUDA, "%s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); } } while (0)

@@ -81,6 +81,7 @@ int gq_to_half(void* dst, const float* src, long long n) {
 }
 int gq_half_gemv(float* y, const float* x, const void* w, int M, int N, int K) {
   GQ_CHECK_INIT();
+  GQ_DBG_SKIP_OP("head");
   GQ_ARG(M >= 1 && M <= 4, "half_gemv: M must be 1..4, got %d", M);
   GQ_ARG(N >= 0 && K >= 0, "half_gemv: N and K must be >= 0 (N=%d K=%d)", N, K);
   if (N == 0) return GQ_OK;

@@ -1025,6 +1025,7 @@ int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* p
 int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,
                               const int* Ns, const float* x, const int* perm, int M, int K, int gs, const float* nw, const float* ssq, float eps) {
   GQ_CHECK_INIT();
+  GQ_DBG_SKIP_OP(count == 3 ? "qkv" : "gateup");
   GQ_ARG(nw && ssq && K % 64 == 0, "matmul4_many_normed: needs the norm weight, the sums of squares and K %% 64 (K=%d)", K);
   QvArgs a;
   GQ_TRY(many_args(a, count, ys, packed, sz, bias, Ns, M, K, gs));
@@ -1036,6 +1037,7 @@ int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* c
 int gq_qm_matmul4_add(float* y, float* ssq, const float* x, const float* u, const float* res, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias,
                       int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
+  GQ_DBG_SKIP_OP(u ? "down" : "o");
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_add: needs K %% 16, N %% 64, group size %% 16 (K=%d N=%d gs=%d)", K, N, gs);
   GQ_ARG(M >= 1 && M <= 4 && res && ssq, "matmul4_add: M = %d (1 to 4), the residual and the sums of squares are required", M);
   QvArgs a = one_weight(y, packed, sz, bias, N, u);
