@@ -8,6 +8,8 @@
 // causal softmax kernel between them. gq_rope_attention (bottom) adds rope and the KV-cache writes.
 #include "common.cuh"
 #include <cstdlib>
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
 
 // Decoding: one block of ATT_THREADS per (head, query row). Scores: warps over keys (4 at a time), lanes over
 // dimensions; softmax over the block, then P·V with warps over keys and lanes over dimensions,
@@ -261,6 +263,188 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
   }
 }
 
+// Decoding one query row with rope (gq_rope_attention, T = 1) spread over more of the GPU: the decode kernel
+// above runs one block per head (32 blocks for a 7B model, a quarter of an H100's SMs), and its latency, not
+// bandwidth, is what a decode step pays (7 us per layer measured on an H100). Here each head takes a cluster of
+// S blocks (sm_90: thread block clusters; S = 1 elsewhere), and every (block, warp, key group of D4 lanes) is a
+// "slot" with its own running softmax over the keys g, g + G, g + 2G, ... (G slots per head): each pass scores
+// ATT_SPLIT_U keys per slot and folds them and their value rows into the slot's (max m, sum l, acc o [hd]) at
+// once, so there is no score array (no context-length limit, no block-wide barrier between softmax and P·V).
+// Slots merge (m, l, o) by shuffles within a warp, through shared memory within a block, and through
+// distributed shared memory into the cluster's block 0, which writes out = o / l. The position and the first
+// ATT_SPLIT_U passes of cache rows are read before the programmatic-launch wait; q, the new row's k and v come
+// from the kernel ahead and are read after it.
+#define ATT_SPLIT_U 8
+#define ATT_SPLIT_MAXW 16  // warps per block at most (512 threads)
+struct SoftAcc {
+  float m, l;
+  float4 o;
+};
+// (m, l, o) of two disjoint key sets -> of their union; -inf maxima (no keys) weigh nothing
+__device__ __forceinline__ SoftAcc softmax_merge(SoftAcc a, SoftAcc b) {
+  const float M = fmaxf(a.m, b.m);
+  if (M == -INFINITY) return a;
+  const float ea = a.m == -INFINITY ? 0.f : __expf(a.m - M), eb = b.m == -INFINITY ? 0.f : __expf(b.m - M);
+  return SoftAcc{M, a.l * ea + b.l * eb,
+                 make_float4(a.o.x * ea + b.o.x * eb, a.o.y * ea + b.o.y * eb, a.o.z * ea + b.o.z * eb, a.o.w * ea + b.o.w * eb)};
+}
+__device__ __forceinline__ SoftAcc shfl_xor_acc(SoftAcc a, int off) {
+  return SoftAcc{__shfl_xor_sync(0xffffffff, a.m, off), __shfl_xor_sync(0xffffffff, a.l, off),
+                 make_float4(__shfl_xor_sync(0xffffffff, a.o.x, off), __shfl_xor_sync(0xffffffff, a.o.y, off),
+                             __shfl_xor_sync(0xffffffff, a.o.z, off), __shfl_xor_sync(0xffffffff, a.o.w, off))};
+}
+// grid: heads·S blocks (clusters of S along x), blockDim a multiple of 32 (<= 32·ATT_SPLIT_MAXW).
+// out [heads·hd] = attention of rope(q) [heads·hd] over cache rows 0 .. p0−1 and the new row rope(kn), vn (p0 =
+// pos0 + *pos_dev), which is also written to cache row p0 (rows: the caches' length).
+template <int D4>
+__global__ void __launch_bounds__(32 * ATT_SPLIT_MAXW) attn_split_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int S, float scale, const RopeKV rk) {
+  __shared__ float sm_m[ATT_SPLIT_MAXW], sm_l[ATT_SPLIT_MAXW];
+  __shared__ float4 sm_o[ATT_SPLIT_MAXW][D4];
+  __shared__ SoftAcc blk[D4];  // the block's merged accumulator, read by the cluster's block 0
+  constexpr int KPW = 32 / D4, U = ATT_SPLIT_U;
+  const int r = blockIdx.x % S, h = blockIdx.x / S, kv = h / (heads / kvh);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  const int d = lane % D4, sub = lane / D4;
+  const int G = S * nw * KPW, g = (r * nw + warp) * KPW + sub;  // slots per head, this lane's slot
+  const int KC4 = kvh * D4;
+  const float4* kb = reinterpret_cast<const float4*>(k) + kv * D4 + d;
+  const float4* vb = reinterpret_cast<const float4*>(v) + kv * D4 + d;
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 kk[U], vv[U];
+  auto load = [&](int j0, int lim) {  // keys j0 + u·G below lim
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int j = j0 + u * G;
+      kk[u] = j < lim ? kb[(long long)j * KC4] : zero;
+      vv[u] = j < lim ? vb[(long long)j * KC4] : zero;
+    }
+  };
+  pdl_launch_dependents();  // a packed GEMV comes next
+  // Before the wait: the position and the cache rows below it. Both come from earlier decode steps, and a step
+  // ends with a kernel that lets nothing after it start early (argmax_next) or with a host copy, so they were
+  // complete before this step's first kernel began.
+  if (pos_dev) pos0 += *pos_dev;
+  const int L = pos0 + 1, jn = min(pos0, rk.rows);  // keys 0 .. pos0; key pos0 is the new row
+  load(g, jn);
+  pdl_wait();  // q and the new row's k, v: from the kernel ahead
+  const float pos = (float)pos0;
+  const float4 qv = rope4<D4>(reinterpret_cast<const float4*>(q + (long long)h * D4 * 4)[d], d, pos, rk.inv_freq, rk.scale);
+  const float4 knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], d, pos, rk.inv_freq, rk.scale);
+  const float4 vnew = reinterpret_cast<const float4*>(rk.vn)[kv * D4 + d];
+  if (r == 0 && h % (heads / kvh) == 0 && threadIdx.x < D4 && pos0 >= 0 && pos0 < rk.rows) {
+    reinterpret_cast<float4*>(rk.kc)[(long long)pos0 * KC4 + kv * D4 + d] = knew;
+    reinterpret_cast<float4*>(rk.vc)[(long long)pos0 * KC4 + kv * D4 + d] = vnew;
+  }
+  SoftAcc acc{-INFINITY, 0.f, zero};
+  for (int j0 = g - sub; j0 < L; j0 += U * G) {  // (warp-uniform bound: the shuffles need every lane)
+    if (j0 != g - sub) load(j0 + sub, jn);
+    float sc[U];
+    float mx = acc.m;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int j = j0 + sub + u * G;
+      const float4 x = j < jn ? kk[u] : knew;
+      float dd = x.x * qv.x + x.y * qv.y + x.z * qv.z + x.w * qv.w;
+#pragma unroll
+      for (int o = D4 / 2; o; o >>= 1) dd += __shfl_xor_sync(0xffffffff, dd, o);
+      sc[u] = j < L ? dd * scale : -INFINITY;
+      mx = fmaxf(mx, sc[u]);
+    }
+    if (mx == -INFINITY) continue;  // no keys for this slot in this pass
+    const float c = acc.m == -INFINITY ? 0.f : __expf(acc.m - mx);
+    acc.l *= c;
+    acc.o = make_float4(acc.o.x * c, acc.o.y * c, acc.o.z * c, acc.o.w * c);
+    acc.m = mx;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const float p = __expf(sc[u] - mx);  // (0 for masked keys)
+      const int j = j0 + sub + u * G;
+      const float4 x = j < jn ? vv[u] : j < L ? vnew : zero;
+      acc.l += p;
+      acc.o.x = fmaf(p, x.x, acc.o.x); acc.o.y = fmaf(p, x.y, acc.o.y); acc.o.z = fmaf(p, x.z, acc.o.z); acc.o.w = fmaf(p, x.w, acc.o.w);
+    }
+  }
+  // merge: the warp's key groups (lanes d + D4·sub) into sub 0, the block's warps, then the cluster's blocks
+#pragma unroll
+  for (int off = D4; off < 32; off <<= 1) acc = softmax_merge(acc, shfl_xor_acc(acc, off));
+  if (sub == 0) {
+    sm_o[warp][d] = acc.o;
+    if (d == 0) { sm_m[warp] = acc.m; sm_l[warp] = acc.l; }
+  }
+  __syncthreads();
+  if (threadIdx.x < D4) {
+    SoftAcc b{sm_m[0], sm_l[0], sm_o[0][threadIdx.x]};
+    for (int w = 1; w < nw; w++) b = softmax_merge(b, SoftAcc{sm_m[w], sm_l[w], sm_o[w][threadIdx.x]});
+    blk[threadIdx.x] = b;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (S > 1) {
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();  // every block's blk written (and visible across the cluster)
+    if (r == 0 && threadIdx.x < D4) {
+      SoftAcc b = blk[threadIdx.x];
+      for (int o = 1; o < S; o++) b = softmax_merge(b, cl.map_shared_rank(blk, o)[threadIdx.x]);
+      blk[threadIdx.x] = b;
+    }
+    cl.sync();  // no block leaves while block 0 may still read its shared memory
+  } else
+#endif
+    __syncthreads();
+  if (r == 0 && threadIdx.x < D4) {
+    const SoftAcc b = blk[threadIdx.x];
+    const float inv = 1.f / b.l;
+    reinterpret_cast<float4*>(out + (long long)h * D4 * 4)[threadIdx.x] = make_float4(b.o.x * inv, b.o.y * inv, b.o.z * inv, b.o.w * inv);
+  }
+}
+typedef void (*SplitKernel)(float*, const float*, const float*, const float*, int, const int*, int, int, int, float, const RopeKV);
+static SplitKernel split_kernel(int D4) {
+  return D4 == 2 ? attn_split_kernel<2> : D4 == 4 ? attn_split_kernel<4> : D4 == 8 ? attn_split_kernel<8> : D4 == 16 ? attn_split_kernel<16> : attn_split_kernel<32>;
+}
+// blocks per head: GPTQ_ATTN_SPLIT (0: the one-block decode kernel; 1..8), default 4 on sm_90+ (clusters), else 1;
+// threads per block: GPTQ_ATTN_THREADS (multiple of 32, <= 512), default 256 (H100, 7B-shaped decode: 512 threads
+// in clusters of 4 were 11% slower per token; one block of 256 per head as fast as clusters of 4)
+static void split_config(int* S, int* threads) {
+  static int s = -1, nt = 0;
+  if (s < 0) {
+    int dev = 0, major = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    const char* e = getenv("GPTQ_ATTN_SPLIT");
+    int v = e ? atoi(e) : major >= 9 ? 4 : 1;
+    if (v < 0) v = 0;
+    if (v > 8) v = 8;
+    if (major < 9 && v > 1) v = 1;  // clusters: sm_90+
+    const char* t = getenv("GPTQ_ATTN_THREADS");
+    int n = t ? atoi(t) : 256;
+    if (n < 32 || n > 32 * ATT_SPLIT_MAXW || n % 32) n = 256;
+    nt = n;
+    s = v;
+  }
+  *S = s;
+  *threads = nt;
+}
+static cudaError_t launch_split(int D4, int S, int threads, int heads, float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int kvh, float scale, const RopeKV& rk) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(heads * S);
+  cfg.blockDim = dim3(threads);
+  cfg.stream = gq::stream;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (gq::pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (S > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = S;
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  return cudaLaunchKernelEx(&cfg, split_kernel(D4), out, q, k, v, pos0, pos_dev, heads, kvh, S, scale, rk);
+}
+
 // rows of S [rows, L]: row r = (batch, t); keys j <= pos0 + t kept, softmax in place, the rest zeroed
 __global__ void causal_softmax_kernel(float* S, int Tq, int L, int pos0) {
   float* row = S + (long long)blockIdx.x * L;
@@ -366,6 +550,13 @@ extern "C" int gq_rope_attention(float* out, float* q, float* k, const float* v,
   GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "rope_attention: heads %d not a multiple of kv_heads %d", heads, kvh);
   GQ_ARG(pos_dev || (pos0 >= 0 && pos0 + T <= rows), "rope_attention: cache rows %d..%d outside [0, %d)", pos0, pos0 + T, rows);
   static const bool fuse = !(getenv("GPTQ_ROPE_ATTN") && getenv("GPTQ_ROPE_ATTN")[0] == '0');  // 0: two launches (A/B)
+  int S = 0, threads = 0;
+  split_config(&S, &threads);
+  if (fuse && T == 1 && decode_ok(hd) && hd >= 8 && S > 0) {
+    const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
+    GQ_CUDA(launch_split(hd / 4, S, threads, heads, out, q, kc, vc, pos0, pos_dev, kvh, 1.f / sqrtf((float)hd), rk));
+    return GQ_OK;
+  }
   if (fuse && T == 1 && decode_ok(hd) && hd >= 8 && decode_smem(pos_dev ? rows : pos0 + 1) <= 48 * 1024) {
     const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
     GQ_CUDA(gq::launch(decode_kernel(hd / 4, true), dim3(heads, 1), ATT_DEC_THREADS, decode_smem(pos_dev ? rows : pos0 + 1), out, q, kc, vc, pos0, pos_dev,
