@@ -424,24 +424,8 @@ static void split_config(int* S, int* threads) {
   *threads = nt;
 }
 static cudaError_t launch_split(int D4, int S, int threads, int heads, float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int kvh, float scale, const RopeKV& rk) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(heads * S);
-  cfg.blockDim = dim3(threads);
-  cfg.stream = gq::stream;
   cudaLaunchAttribute attr[2];
-  int n = 0;
-  if (gq::pdl) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (S > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = S;
-    attr[n].val.clusterDim.y = 1;
-    attr[n++].val.clusterDim.z = 1;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
+  const cudaLaunchConfig_t cfg = gq::launch_config(dim3(heads * S), dim3(threads), 0, attr, dim3(S, 1, 1));
   return cudaLaunchKernelEx(&cfg, split_kernel(D4), out, q, k, v, pos0, pos_dev, heads, kvh, S, scale, rk);
 }
 

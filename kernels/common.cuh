@@ -121,18 +121,31 @@ extern bool pdl;
 // kernel<<<grid, block, smem, gq::stream>>>(args...), with programmatic stream serialization when gq::pdl:
 // the kernel may then start before the one ahead of it ends, so it calls pdl_wait() before it reads or writes
 // anything that kernel touches (decode kernels: first thing). Returns the launch's error.
-template <typename... P, typename... A>
-static inline cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
+// launch_config: that launch's configuration for cudaLaunchKernelEx, with thread block clusters of cluster
+// blocks (sm_90; none when it is 1 1 1); attr: room for 2 attributes, alive until the launch.
+static inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cudaLaunchAttribute* attr, dim3 cluster = dim3(1, 1, 1)) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = pdl ? 1 : 0;
+  cfg.attrs = attr;
+  if (pdl) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs].val.clusterDim.x = cluster.x;
+    attr[cfg.numAttrs].val.clusterDim.y = cluster.y;
+    attr[cfg.numAttrs++].val.clusterDim.z = cluster.z;
+  }
+  return cfg;
+}
+template <typename... P, typename... A>
+static inline cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
+  cudaLaunchAttribute attr[2];
+  const cudaLaunchConfig_t cfg = launch_config(grid, block, smem, attr);
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 }  // namespace gq

@@ -916,25 +916,8 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     if (fresh) GQ_CUDA(cudaMemsetAsync(counters.p, 0, sizeof(int) * N64, gq::stream));
     GQ_TRY(grow(workspace, sizeof(float) * ksplit * M * a.ntot, "matmul4: a new largest shape"));
   }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(N64, ksplit);
-  cfg.blockDim = dim3(QV_WARPS * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = gq::stream;
   cudaLaunchAttribute attr[2];
-  int na = 0;
-  if (gq::pdl) {
-    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[na++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (cluster) {
-    attr[na].id = cudaLaunchAttributeClusterDimension;
-    attr[na].val.clusterDim.x = 1;
-    attr[na].val.clusterDim.y = ksplit;
-    attr[na++].val.clusterDim.z = 1;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = na;
+  const cudaLaunchConfig_t cfg = gq::launch_config(dim3(N64, ksplit), dim3(QV_WARPS * 32), smem, attr, dim3(1, cluster ? ksplit : 1, 1));
   GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, a, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, cluster ? 1 : 0, prefetch));
   GQ_LAUNCHED("matmul4 (gemv)");
   return GQ_OK;
