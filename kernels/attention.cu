@@ -151,24 +151,31 @@ struct RopeKV {
   float scale;          // rope's attention scaling (cos and sin times it)
   int rows;
 };
-// the lane's float4 (dimensions 4d .. 4d+3 of a head of 4·D4) rotated at position pos; p: the partner lane's
+// rope's cos and sin (times scale) for the lane's float4 (dimensions 4d .. 4d+3 of a head of 4·D4) at pos;
+// lanes in the second half carry −sin, so that every lane rotates as x·c + partner·s
+struct Rot4 {
+  float c[4], s[4];
+};
 template <int D4>
-__device__ __forceinline__ float4 rope4(float4 x, int d, float pos, const float* inv_freq, float scale) {
-  float4 p;
-  p.x = __shfl_xor_sync(0xffffffff, x.x, D4 / 2); p.y = __shfl_xor_sync(0xffffffff, x.y, D4 / 2);
-  p.z = __shfl_xor_sync(0xffffffff, x.z, D4 / 2); p.w = __shfl_xor_sync(0xffffffff, x.w, D4 / 2);
+__device__ __forceinline__ Rot4 rope_angles(int d, float pos, const float* inv_freq, float scale) {
   const bool lo = d < D4 / 2;  // dimensions in the first half: x1·c − x2·s; second half: x2·c + x1·s
   const int i0 = 4 * d - (lo ? 0 : 2 * D4);
-  float xs[4] = {x.x, x.y, x.z, x.w}, ps[4] = {p.x, p.y, p.z, p.w};
+  Rot4 r;
 #pragma unroll
   for (int e = 0; e < 4; e++) {
     float sn, cs;
     sincosf(pos * inv_freq[i0 + e], &sn, &cs);
-    cs *= scale;
-    sn *= scale;
-    xs[e] = lo ? xs[e] * cs - ps[e] * sn : xs[e] * cs + ps[e] * sn;
+    r.c[e] = cs * scale;
+    r.s[e] = lo ? -sn * scale : sn * scale;
   }
-  return make_float4(xs[0], xs[1], xs[2], xs[3]);
+  return r;
+}
+// the lane's float4 rotated by r; the partner lane (d ^ D4/2) holds the other half of each pair
+template <int D4>
+__device__ __forceinline__ float4 rope4(float4 x, const Rot4& r) {
+  const float px = __shfl_xor_sync(0xffffffff, x.x, D4 / 2), py = __shfl_xor_sync(0xffffffff, x.y, D4 / 2);
+  const float pz = __shfl_xor_sync(0xffffffff, x.z, D4 / 2), pw = __shfl_xor_sync(0xffffffff, x.w, D4 / 2);
+  return make_float4(x.x * r.c[0] + px * r.s[0], x.y * r.c[1] + py * r.s[1], x.z * r.c[2] + pz * r.s[2], x.w * r.c[3] + pw * r.s[3]);
 }
 template <int D4, bool ROPE>
 __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out, const float* q, const float* k, const float* v, int pos0, const int* pos_dev, int heads, int kvh, int hd, float scale, int score_len, const RopeKV rk) {
@@ -204,9 +211,9 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
   float4 qv = reinterpret_cast<const float4*>(q + (long long)t * QC + h * hd)[d];
   float4 knew = zero, vnew = zero;
   if constexpr (ROPE) {
-    const float pos = (float)pos0;
-    qv = rope4<D4>(qv, d, pos, rk.inv_freq, rk.scale);
-    knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], d, pos, rk.inv_freq, rk.scale);
+    const Rot4 rot = rope_angles<D4>(d, (float)pos0, rk.inv_freq, rk.scale);
+    qv = rope4<D4>(qv, rot);
+    knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], rot);
     vnew = reinterpret_cast<const float4*>(rk.vn)[kv * D4 + dv];
     if (h % (heads / kvh) == 0 && threadIdx.x < D4 && pos0 >= 0 && pos0 < rk.rows) {
       reinterpret_cast<float4*>(rk.kc)[(long long)pos0 * KC4 + kv * D4 + d] = knew;
@@ -263,10 +270,9 @@ __global__ void __launch_bounds__(ATT_DEC_THREADS) attn_decode_kernel(float* out
   }
 }
 
-// Decoding one query row with rope (gq_rope_attention, T = 1) spread over more of the GPU: the decode kernel
-// above runs one block per head (32 blocks for a 7B model, a quarter of an H100's SMs), and its latency, not
-// bandwidth, is what a decode step pays (7 us per layer measured on an H100). Here each head takes a cluster of
-// S blocks (sm_90: thread block clusters; S = 1 elsewhere), and every (block, warp, key group of D4 lanes) is a
+// Decoding one query row with rope (gq_rope_attention, T = 1) in one pass: a replayed decode step pays this
+// kernel's latency, not its bandwidth (7 us per layer measured on an H100 with the decode kernel above). Each
+// head takes S blocks (S > 1: a thread block cluster, sm_90+; default 1), and every (block, warp, key group of D4 lanes) is a
 // "slot" with its own running softmax over the keys g, g + G, g + 2G, ... (G slots per head): each pass scores
 // ATT_SPLIT_U keys per slot and folds them and their value rows into the slot's (max m, sum l, acc o [hd]) at
 // once, so there is no score array (no context-length limit, no block-wide barrier between softmax and P·V).
@@ -326,10 +332,10 @@ __global__ void __launch_bounds__(32 * ATT_SPLIT_MAXW) attn_split_kernel(float* 
   if (pos_dev) pos0 += *pos_dev;
   const int L = pos0 + 1, jn = min(pos0, rk.rows);  // keys 0 .. pos0; key pos0 is the new row
   load(g, jn);
+  const Rot4 rot = rope_angles<D4>(d, (float)pos0, rk.inv_freq, rk.scale);  // (inv_freq: a constant)
   pdl_wait();  // q and the new row's k, v: from the kernel ahead
-  const float pos = (float)pos0;
-  const float4 qv = rope4<D4>(reinterpret_cast<const float4*>(q + (long long)h * D4 * 4)[d], d, pos, rk.inv_freq, rk.scale);
-  const float4 knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], d, pos, rk.inv_freq, rk.scale);
+  const float4 qv = rope4<D4>(reinterpret_cast<const float4*>(q + (long long)h * D4 * 4)[d], rot);
+  const float4 knew = rope4<D4>(reinterpret_cast<const float4*>(rk.kn)[kv * D4 + d], rot);
   const float4 vnew = reinterpret_cast<const float4*>(rk.vn)[kv * D4 + d];
   if (r == 0 && h % (heads / kvh) == 0 && threadIdx.x < D4 && pos0 >= 0 && pos0 < rk.rows) {
     reinterpret_cast<float4*>(rk.kc)[(long long)pos0 * KC4 + kv * D4 + d] = knew;
@@ -400,9 +406,11 @@ typedef void (*SplitKernel)(float*, const float*, const float*, const float*, in
 static SplitKernel split_kernel(int D4) {
   return D4 == 2 ? attn_split_kernel<2> : D4 == 4 ? attn_split_kernel<4> : D4 == 8 ? attn_split_kernel<8> : D4 == 16 ? attn_split_kernel<16> : attn_split_kernel<32>;
 }
-// blocks per head: GPTQ_ATTN_SPLIT (0: the one-block decode kernel; 1..8), default 4 on sm_90+ (clusters), else 1;
-// threads per block: GPTQ_ATTN_THREADS (multiple of 32, <= 512), default 256 (H100, 7B-shaped decode: 512 threads
-// in clusters of 4 were 11% slower per token; one block of 256 per head as fast as clusters of 4)
+// blocks per head: GPTQ_ATTN_SPLIT (0: the one-block decode kernel above; 1..8, above 1 a cluster: sm_90+),
+// default 1; threads per block: GPTQ_ATTN_THREADS (multiple of 32, <= 512), default 256. (H100, 7B-shaped decode,
+// contexts of 17-144 keys: one block of 256 per head 487.7-488.4 tokens/s, clusters of 2 486.6, of 4 485.4-487.1,
+// the decode kernel above 480.0; 6.7 us per call alone against 9.4 for clusters of 4. Clusters are for long
+// contexts, whose rows then stream through several multiprocessors per head; not measured.)
 static void split_config(int* S, int* threads) {
   static int s = -1, nt = 0;
   if (s < 0) {
@@ -410,7 +418,7 @@ static void split_config(int* S, int* threads) {
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     const char* e = getenv("GPTQ_ATTN_SPLIT");
-    int v = e ? atoi(e) : major >= 9 ? 4 : 1;
+    int v = e ? atoi(e) : 1;
     if (v < 0) v = 0;
     if (v > 8) v = 8;
     if (major < 9 && v > 1) v = 1;  // clusters: sm_90+
