@@ -414,14 +414,11 @@ static SplitKernel split_kernel(int D4) {
 static void split_config(int* S, int* threads) {
   static int s = -1, nt = 0;
   if (s < 0) {
-    int dev = 0, major = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     const char* e = getenv("GPTQ_ATTN_SPLIT");
     int v = e ? atoi(e) : 1;
     if (v < 0) v = 0;
     if (v > 8) v = 8;
-    if (major < 9 && v > 1) v = 1;  // clusters: sm_90+
+    if (gq::cc_major() < 9 && v > 1) v = 1;  // clusters: sm_90+
     const char* t = getenv("GPTQ_ATTN_THREADS");
     int n = t ? atoi(t) : 256;
     if (n < 32 || n > 32 * ATT_SPLIT_MAXW || n % 32) n = 256;
@@ -542,15 +539,15 @@ extern "C" int gq_rope_attention(float* out, float* q, float* k, const float* v,
   GQ_ARG(heads > 0 && kvh > 0 && heads % kvh == 0, "rope_attention: heads %d not a multiple of kv_heads %d", heads, kvh);
   GQ_ARG(pos_dev || (pos0 >= 0 && pos0 + T <= rows), "rope_attention: cache rows %d..%d outside [0, %d)", pos0, pos0 + T, rows);
   static const bool fuse = !(getenv("GPTQ_ROPE_ATTN") && getenv("GPTQ_ROPE_ATTN")[0] == '0');  // 0: two launches (A/B)
+  const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
   int S = 0, threads = 0;
   split_config(&S, &threads);
-  if (fuse && T == 1 && decode_ok(hd) && hd >= 8 && S > 0) {
-    const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
+  const bool one = fuse && T == 1 && decode_ok(hd) && hd >= 8;  // one launch: rope, cache writes, attention
+  if (one && S > 0) {
     GQ_CUDA(launch_split(hd / 4, S, threads, heads, out, q, kc, vc, pos0, pos_dev, kvh, 1.f / sqrtf((float)hd), rk));
     return GQ_OK;
   }
-  if (fuse && T == 1 && decode_ok(hd) && hd >= 8 && decode_smem(pos_dev ? rows : pos0 + 1) <= 48 * 1024) {
-    const RopeKV rk{k, v, kc, vc, inv_freq, rope_scale, rows};
+  if (one && decode_smem(pos_dev ? rows : pos0 + 1) <= 48 * 1024) {
     GQ_CUDA(gq::launch(decode_kernel(hd / 4, true), dim3(heads, 1), ATT_DEC_THREADS, decode_smem(pos_dev ? rows : pos0 + 1), out, q, kc, vc, pos0, pos_dev,
                        heads, kvh, hd, 1.f / sqrtf((float)hd), pos_dev ? rows : pos0 + 1, rk));
     return GQ_OK;

@@ -116,12 +116,15 @@ __global__ void to_half_kernel(__half* y, const float* x, long long n);
 static inline unsigned blocks_for(long long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 namespace gq {
+// the current device's compute capability major (asked once)
+inline int cc_major() {
+  static int v = 0;
+  if (!v) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev); }
+  return v;
+}
 // programmatic dependent launch in use: sm_90+ and GPTQ_PDL not "0" (probed once, at gq_init)
 extern bool pdl;
-// kernel<<<grid, block, smem, gq::stream>>>(args...), with programmatic stream serialization when gq::pdl:
-// the kernel may then start before the one ahead of it ends, so it calls pdl_wait() before it reads or writes
-// anything that kernel touches (decode kernels: first thing). Returns the launch's error.
-// launch_config: that launch's configuration for cudaLaunchKernelEx, with thread block clusters of cluster
+// the configuration of gq::launch (below) for cudaLaunchKernelEx, with thread block clusters of `cluster`
 // blocks (sm_90; none when it is 1 1 1); attr: room for 2 attributes, alive until the launch.
 static inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cudaLaunchAttribute* attr, dim3 cluster = dim3(1, 1, 1)) {
   cudaLaunchConfig_t cfg = {};
@@ -142,6 +145,9 @@ static inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t sme
   }
   return cfg;
 }
+// kernel<<<grid, block, smem, gq::stream>>>(args...), with programmatic stream serialization when gq::pdl:
+// the kernel may then start before the one ahead of it ends, so it calls pdl_wait() before it reads or writes
+// anything that kernel touches (decode kernels: first thing). Returns the launch's error.
 template <typename... P, typename... A>
 static inline cudaError_t launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
   cudaLaunchAttribute attr[2];

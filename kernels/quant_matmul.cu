@@ -795,11 +795,6 @@ __global__ void __launch_bounds__(128, QM_MINB) qm4m_kernel(float* __restrict__ 
   }
 }
 
-static int cc_major() {
-  static int v = 0;
-  if (!v) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev); }
-  return v;
-}
 static int sm_count() {
   static int n = 0;
   if (!n) { int dev = 0; cudaGetDevice(&dev); cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev); if (!n) n = 80; }
@@ -902,7 +897,7 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   static int clusters = -1;
   if (clusters < 0) {
     const char* env = getenv("GPTQ_QV_CLUSTER");
-    clusters = cc_major() < 9 ? 0 : env && *env ? atoi(env) : 2;
+    clusters = gq::cc_major() < 9 ? 0 : env && *env ? atoi(env) : 2;
     clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
   }
   const bool cluster = ksplit > 1 && ksplit <= clusters;
@@ -974,7 +969,7 @@ int gq_qm_matmul4(float* y, const float* x, const unsigned int* packed, const un
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1, "matmul4: M = %d", M);
   if (M <= 4 && !getenv("GPTQ_QM_NO_GEMV")) return launch_gemv(one_weight(y, packed, sz, bias, N, nullptr), x, perm, M, K, gs);
-  if (cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
+  if (gq::cc_major() < 8) return gq::fail(GQ_ERR_UNSUPPORTED, "matmul4: %d rows need the tensor-core kernel (compute capability 8.0); use the generic path", M);
   // 16 rows at a time (each slice streams the weights again)
   for (int m0 = 0; m0 < M; m0 += 16)
     GQ_TRY(launch_qm4m(y + (long long)m0 * N, x + (long long)m0 * K, reinterpret_cast<const uint4*>(packed), sz, perm, bias, M - m0 < 16 ? M - m0 : 16, K, N, gs));
