@@ -407,10 +407,12 @@ static SplitKernel split_kernel(int D4) {
   return D4 == 2 ? attn_split_kernel<2> : D4 == 4 ? attn_split_kernel<4> : D4 == 8 ? attn_split_kernel<8> : D4 == 16 ? attn_split_kernel<16> : attn_split_kernel<32>;
 }
 // blocks per head: GPTQ_ATTN_SPLIT (0: the one-block decode kernel above; 1..8, above 1 a cluster: sm_90+),
-// default 1; threads per block: GPTQ_ATTN_THREADS (multiple of 32, <= 512), default 256. (H100, 7B-shaped decode,
+// default 1; threads per block: GPTQ_ATTN_THREADS (multiple of 32, <= 512), default 512. (H100, 7B-shaped decode,
 // contexts of 17-144 keys: one block of 256 per head 487.7-488.4 tokens/s, clusters of 2 486.6, of 4 485.4-487.1,
-// the decode kernel above 480.0; 6.7 us per call alone against 9.4 for clusters of 4. Clusters are for long
-// contexts, whose rows then stream through several multiprocessors per head; not measured.)
+// the decode kernel above 480.0; 6.7 us per call alone against 9.4 for clusters of 4; later, alternating in one
+// run, 512 threads 490.1 and 489.6 against 488.1 and 488.0 with 256, 478.3 with 128: 16 slots of 8 keys cover
+// 128 keys per pass. Clusters are for long contexts, whose rows then stream through several multiprocessors
+// per head; not measured.)
 static void split_config(int* S, int* threads) {
   static int s = -1, nt = 0;
   if (s < 0) {
@@ -420,8 +422,8 @@ static void split_config(int* S, int* threads) {
     if (v > 8) v = 8;
     if (gq::cc_major() < 9 && v > 1) v = 1;  // clusters: sm_90+
     const char* t = getenv("GPTQ_ATTN_THREADS");
-    int n = t ? atoi(t) : 256;
-    if (n < 32 || n > 32 * ATT_SPLIT_MAXW || n % 32) n = 256;
+    int n = t ? atoi(t) : 512;
+    if (n < 32 || n > 32 * ATT_SPLIT_MAXW || n % 32) n = 512;
     nt = n;
     s = v;
   }
