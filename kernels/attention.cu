@@ -549,9 +549,10 @@ extern "C" int gq_rope_attention(float* out, float* q, float* k, const float* v,
     GQ_CUDA(launch_split(hd / 4, S, threads, heads, out, q, kc, vc, pos0, pos_dev, kvh, 1.f / sqrtf((float)hd), rk));
     return GQ_OK;
   }
-  if (one && decode_smem(pos_dev ? rows : pos0 + 1) <= 48 * 1024) {
-    GQ_CUDA(gq::launch(decode_kernel(hd / 4, true), dim3(heads, 1), ATT_DEC_THREADS, decode_smem(pos_dev ? rows : pos0 + 1), out, q, kc, vc, pos0, pos_dev,
-                       heads, kvh, hd, 1.f / sqrtf((float)hd), pos_dev ? rows : pos0 + 1, rk));
+  const int score_len = pos_dev ? rows : pos0 + 1;  // the decode kernel's scores in shared memory
+  if (one && decode_smem(score_len) <= 48 * 1024) {
+    GQ_CUDA(gq::launch(decode_kernel(hd / 4, true), dim3(heads, 1), ATT_DEC_THREADS, decode_smem(score_len), out, q, kc, vc, pos0, pos_dev,
+                       heads, kvh, hd, 1.f / sqrtf((float)hd), score_len, rk));
     return GQ_OK;
   }
   GQ_TRY(gq_rope_kv(q, k, v, kc, vc, inv_freq, T, heads, kvh, hd, pos0, pos_dev, rows, rope_scale));
