@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 6
+#define GQ_ABI_VERSION 7
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -100,14 +100,15 @@ int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* p
 int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned int* packed, const unsigned int* sz, const int* perm,
                         const float* bias, int M, int K, int N, int group_size);
 /* decoding (M <= 4) with the residual add and the next RMSNorm fused into the GEMVs around them:
-   matmul4_add: y = res + x' @ dequant(W)ᵀ (+ bias), x' = x, or silu(x) · u when u is not NULL; ssq [M, N/64]
-   receives each 64-column chunk's sum of y² per row. matmul4_many_normed: matmul4_many of rmsnorm(x) · nw
-   (eps) where ssq [M, K/64] holds x's chunk sums from matmul4_add (K % 64 == 0). */
-int gq_qm_matmul4_add(float* y, float* ssq, const float* x, const float* u, const float* res, const unsigned int* packed,
+   matmul4_add: y = res + x' @ dequant(W)ᵀ (+ bias), x' = x, or silu(x) · u when u is not NULL; y may be res
+   (accumulated in place: a k split across blocks is then added with float atomics, so the last bits of y may
+   differ between runs; GPTQ_QV_ATOMIC=0 keeps the deterministic sum). matmul4_many_normed: matmul4_many of
+   rmsnorm(x) · nw (eps), the norm's Σ x² taken by the same launch. */
+int gq_qm_matmul4_add(float* y, const float* x, const float* u, const float* res, const unsigned int* packed,
                       const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int group_size);
 int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz,
                               const float* const* bias, const int* Ns, const float* x, const int* perm, int M, int K,
-                              int group_size, const float* nw, const float* ssq, float eps);
+                              int group_size, const float* nw, float eps);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);
 int gq_qm_dequant(float* w, const int* qweight, const float* scales, const float* zeros, const int* g_idx, int K, int N, int bits);

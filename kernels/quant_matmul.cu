@@ -161,10 +161,12 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
 #endif
 __device__ __forceinline__ float silu_gate(float g, float u) { return g / (1.f + expf(-g)) * u; }
 template <int MR>
-__device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, float* mul, const float* __restrict__ x, const float* __restrict__ u, const float* __restrict__ nw, const int* __restrict__ perm, int M, int K, int k0, int kl) {
+__device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, float* mul, float (&sq)[MR], bool dosq, const float* __restrict__ x, const float* __restrict__ u, const float* __restrict__ nw, const int* __restrict__ perm, int M, int K, int k0, int kl) {
   const int lane = threadIdx.x & 31;
   const bool v4 = !perm && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(nw)) & 15) == 0 && K % 4 == 0;  // k0, kl: multiples of 16
-  auto get4 = [&](const float* xr, const float* ur, int i) {  // elements 4i .. 4i+3 of the range
+  // elements 4i .. 4i+3 of the range: the input (silu(x)·u when gated) times nw; with dosq, this lane's Σ of the
+  // input's squares (before nw: the deferred norm's) gets them added
+  auto get4 = [&](const float* xr, const float* ur, int i, float& s) {
     float4 v;
     if (v4) {
       v = reinterpret_cast<const float4*>(xr + k0)[i];
@@ -172,6 +174,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
         const float4 w = reinterpret_cast<const float4*>(ur + k0)[i];
         v = make_float4(silu_gate(v.x, w.x), silu_gate(v.y, w.y), silu_gate(v.z, w.z), silu_gate(v.w, w.w));
       }
+      if (dosq) s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
       if (nw) {
         const float4 w = reinterpret_cast<const float4*>(nw + k0)[i];
         v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
@@ -182,12 +185,14 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
       for (int j = 0; j < 4; j++) {
         const int k = perm ? perm[k0 + 4 * i + j] : k0 + 4 * i + j;
         e[j] = ur ? silu_gate(xr[k], ur[k]) : xr[k];
+        if (dosq) s += e[j] * e[j];
         if (nw) e[j] *= nw[k];
       }
       v = make_float4(e[0], e[1], e[2], e[3]);
     }
     return v;
   };
+  float s = 0.f, unused = 0.f;
   if (QV_XREG > 0 && kl <= QV_XREG * 128) {
     // the range fits QV_XREG float4 per lane: one pass of loads into registers, the maximum by shuffles, the
     // conversion from registers (one L2 round trip instead of two)
@@ -198,11 +203,13 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
       const float* ur = u ? u + (long long)m * K : nullptr;
       float4 v[QV_XREG > 0 ? QV_XREG : 1];
       float mx = 0.f;
+      s = 0.f;
 #pragma unroll
       for (int r = 0; r < QV_XREG; r++) {
         const int i = lane + 32 * r;
-        v[r] = i < kl / 4 ? get4(xr, ur, i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        v[r] = i < kl / 4 ? get4(xr, ur, i, s) : make_float4(0.f, 0.f, 0.f, 0.f);
       }
+      sq[m] = s;
 #pragma unroll
       for (int r = 0; r < QV_XREG; r++) mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v[r].x), fabsf(v[r].y)), fmaxf(fabsf(v[r].z), fabsf(v[r].w))));
       mx = warp_reduce<true>(mx);
@@ -223,14 +230,16 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
 #pragma unroll
   for (int m = 0; m < MR; m++) {
     float mx = 0.f;
+    s = 0.f;
     if (m < M) {
       const float* xr = x + (long long)m * K;
       const float* ur = u ? u + (long long)m * K : nullptr;
       for (int i = lane; i < kl / 4; i += 32) {
-        const float4 v = get4(xr, ur, i);
+        const float4 v = get4(xr, ur, i, s);
         mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
       }
     }
+    sq[m] = s;
     mx = warp_reduce<true>(mx);
     mul[m] = pow2_scale(mx);
   }
@@ -241,7 +250,7 @@ __device__ __forceinline__ void stage_x_warp(__half* xs, int stride, int off, fl
     const float* ur = u ? u + (long long)m * K : nullptr;
     __half2* xm = reinterpret_cast<__half2*>(xs + m * stride + off);
     for (int i = lane; i < kl / 4; i += 32) {
-      const float4 v = get4(xr, ur, i);
+      const float4 v = get4(xr, ur, i, unused);  // (the second pass: no sums)
       xm[2 * i] = __floats2half2_rn(v.x * mul[m], v.y * mul[m]);
       xm[2 * i + 1] = __floats2half2_rn(v.z * mul[m], v.w * mul[m]);
     }
@@ -254,6 +263,7 @@ __device__ __forceinline__ __half2 u2h(unsigned int u) { return *reinterpret_cas
 // Several weights that share x (q/k/v, gate/up) go in one launch: their 64-column chunks are numbered one after
 // the other (segment i starts at chunk c0), and each block works on one chunk of one segment.
 #define QV_MAXOUT 3
+enum { QV_SUM_CHAIN = 0, QV_SUM_CLUSTER = 1, QV_SUM_ATOMIC = 2 };  // how a k split across blocks is summed
 struct QvSeg {
   float* y;
   const uint4* packed;
@@ -265,18 +275,17 @@ struct QvArgs {
   QvSeg s[QV_MAXOUT];
   int count, ntot;  // segments, all their columns
   const float* u;   // non-null: the input is silu(x)·u (gated MLP), see stage_x_warp
-  // residual add + deferred RMSNorm (decoding). res [M, N] (one segment): y = res + x·Wᵀ (+ b), and ssq [M, N/64]
-  // gets each 64-column chunk's Σ y². nw [K] with ssq_in [M, K/64] (another GEMV's ssq of this x): the input is
-  // rmsnorm(x)·nw, i.e. x·nw staged and the sums times rsqrt(Σ ssq_in / K + eps) (the norm's scalar is linear)
+  // residual add + deferred RMSNorm (decoding). res [M, N] (one segment): y = res + x·Wᵀ (+ b); y may be res
+  // itself (accumulated in place: then a k split across blocks adds its sums into y with atomics, see
+  // launch_gemv). nw [K]: the input is rmsnorm(x)·nw, i.e. x·nw staged and the sums times rsqrt(Σ x² / K + eps)
+  // (the norm's scalar is linear), Σ x² over the whole row taken by this kernel as it stages x
   const float* res;
-  float* ssq;
   const float* nw;
-  const float* ssq_in;
   float eps;
 };
 template <int MR, int G>
 __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kernel(const QvArgs args, const float* __restrict__ x, const int* __restrict__ perm,
-                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int gs, int spw, int ksplit, int cluster, int prefetch) {
+                                                            float* __restrict__ partial, int* __restrict__ counters, int M, int K, int gs, int spw, int ksplit, int mode, int prefetch) {
   extern __shared__ __align__(16) unsigned char smem[];
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
@@ -322,7 +331,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(packed + ((long long)c * K16 + w0 + 2 * QV_UNROLL) * 32), "r"(n * 512) : "memory");
   }
 #endif
-  __shared__ float ssum[QV_WARPS * MR];  // the warps' Σ y² per row of the chunk (args.ssq)
+  // the k split's sums across blocks (ksplit > 1): QV_SUM_CHAIN partial sums that the last block to arrive adds
+  // up, QV_SUM_CLUSTER one thread block cluster (distributed shared memory), QV_SUM_ATOMIC added into y = res
+  const bool cluster = mode == QV_SUM_CLUSTER, atomic = mode == QV_SUM_ATOMIC;
+  __shared__ float xsq[QV_WARPS * MR];  // the warps' Σ x² per row of their k ranges (deferred norm)
   // the norm weight is a constant: each warp copies its k range into shared memory before the wait, so that
   // staging x after it is one round trip, as without the norm
   const float* nwx = args.nw;
@@ -334,22 +346,13 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     nwx = nws - kb0 * 16;  // indexed by k like the global one (only this warp's range is read)
   }
   pdl_wait();
-  float mul[MR], rs[MR];  // x's staging scale; the deferred norm's scalar per row (1 without)
+  float mul[MR], rs[MR], sq[MR];  // x's staging scale; the deferred norm's scalar per row (1 without); Σ x²
 #pragma unroll
-  for (int m = 0; m < MR; m++) mul[m] = rs[m] = 1.f;
-  // loads the epilogue needs, issued now and used after the main loop (no round trip at either end): the
-  // producing GEMV's per-chunk sums of squares (deferred norm; up to 2 per lane and row, the rest read then),
-  // and this thread's residual values (a thread puts at most 2 outputs: M·64 <= 2·blockDim.x)
-  constexpr int SQP = 2;
-  float sqpre[MR][SQP], rpre[2] = {0.f, 0.f};
-  const int NC = K / 64;
-  if (args.nw) {
-#pragma unroll
-    for (int m = 0; m < MR; m++)
-#pragma unroll
-      for (int j = 0; j < SQP; j++) sqpre[m][j] = m < M && lane + 32 * j < NC ? args.ssq_in[m * NC + lane + 32 * j] : 0.f;
-  }
-  if (args.res) {
+  for (int m = 0; m < MR; m++) mul[m] = rs[m] = 1.f, sq[m] = 0.f;
+  // this thread's residual values, loaded now and used after the main loop (no round trip at the end; a thread
+  // puts at most 2 outputs: M·64 <= 2·blockDim.x); none when the sums are added into y = res
+  float rpre[2] = {0.f, 0.f};
+  if (args.res && !atomic) {
 #pragma unroll
     for (int j = 0; j < 2; j++) {
       const int i = threadIdx.x + j * QV_WARPS * 32;
@@ -357,7 +360,29 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     }
   }
 #ifndef QV_DBG_NOSTAGE  // (timing diagnostics only: wrong results)
-  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
+  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, sq, args.nw != nullptr, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
+  // the deferred norm needs Σ x² over the whole row: with the k range split across blocks that are not one
+  // cluster, each block also reads the rest of the row (L2 hits; every block of the grid reads x; a normed
+  // input is never gated)
+  if (args.nw && ksplit > 1 && !cluster) {
+#pragma unroll
+    for (int m = 0; m < MR; m++) {
+      if (m >= M) break;
+      const float* xr = x + (long long)m * K;
+      float s = 0.f;
+      auto x2 = [&](int k) { const float v = xr[perm ? perm[k] : k]; return v * v; };  // (the staged range is perm's)
+      for (int k = threadIdx.x; k < kb0 * 16; k += QV_WARPS * 32) s += x2(k);
+      for (int k = kb1 * 16 + threadIdx.x; k < K; k += QV_WARPS * 32) s += x2(k);
+      sq[m] += s;
+    }
+  }
+  if (args.nw) {  // the warp's sums into shared memory now (no registers held through the main loop)
+#pragma unroll
+    for (int m = 0; m < MR; m++) {
+      const float v = warp_reduce<false>(sq[m]);
+      if (lane == 0) xsq[warp * MR + m] = v;
+    }
+  }
 #endif
   float acc[MR][8];
   __half2 acch[MR][8];
@@ -445,7 +470,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     batch(qb, st + QV_UNROLL, false);
   }
 #pragma unroll
-  for (int m = 0; m < MR; m++)
+  for (int m = 0; m < MR; m++) {
 #pragma unroll
     for (int i = 0; i < 8; i++) {
       float v = acc[m][i] / mul[m];
@@ -456,54 +481,41 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       if (t == 0) y[(long long)m * N + c * 64 + i * 8 + gid] = v;
 #endif
     }
+  }
 #ifdef QV_DBG_NOEPI
   return;
 #endif
   __syncthreads();
-  // the block's sums of column chunk c: y (ksplit = 1), the cluster's shared memory (bsum), or partial sums
-  // that the last block of the chunk adds up
-  if (args.nw) {  // the deferred norm's scalar rsqrt(mean(x²) + eps) per row (the producer's N = this K)
+  // the deferred norm's scalar rsqrt(mean(x²) + eps) per row from the warps' Σ x² (with a cluster, of every
+  // block: rank 0, the one that puts, adds the others' after the cluster barrier)
+  auto add_sq = [&](const float* q) {  // one block's warps' sums, into sq
 #pragma unroll
-    for (int m = 0; m < MR; m++) {
-      if (m >= M) break;
-      float v = 0.f;
+    for (int m = 0; m < MR; m++)
 #pragma unroll
-      for (int j = 0; j < SQP; j++) v += sqpre[m][j];
-      for (int i = lane + 32 * SQP; i < NC; i += 32) v += args.ssq_in[m * NC + i];
-      v = warp_reduce<false>(v);
-      rs[m] = rsqrtf(v / (float)K + args.eps);
-    }
+      for (int w = 0; w < QV_WARPS; w++) sq[m] += q[w * MR + m];
+  };
+  auto set_rs = [&]() {
+#pragma unroll
+    for (int m = 0; m < MR; m++) rs[m] = m < M ? rsqrtf(sq[m] / (float)K + args.eps) : 1.f;
+  };
+  if (args.nw && !cluster) {
+#pragma unroll
+    for (int m = 0; m < MR; m++) sq[m] = 0.f;
+    add_sq(xsq);
+    set_rs();
   }
   float* bsum = red + QV_WARPS * MR * 64;
-  // the block that writes chunk c: y = v·rs + b (+ res), and with ssq the chunk's Σ y² per row; j: the
-  // thread's j-th output (i = threadIdx.x + j·blockDim.x), whose residual value is rpre[j]
-  float sq[MR];
-#pragma unroll
-  for (int m = 0; m < MR; m++) sq[m] = 0.f;
-  auto put = [&](int m, long long n, float v, int j) {
+  // the block that writes chunk c: y = v·rs + b (+ res); j: the thread's j-th output (i = threadIdx.x +
+  // j·blockDim.x), whose residual value is rpre[j]
+  auto rs_of = [&](int m) {
     float r = rs[0];
 #pragma unroll
-    for (int mm = 1; mm < MR; mm++) if (mm == m) r = rs[mm];  // (constant indices: rs and sq stay in registers)
-    v = v * r + (bias ? bias[n] : 0.f) + (j == 0 ? rpre[0] : rpre[1]);
-    y[(long long)m * N + n] = v;
-#pragma unroll
-    for (int mm = 0; mm < MR; mm++) if (mm == m) sq[mm] += v * v;
+    for (int mm = 1; mm < MR; mm++) if (mm == m) r = rs[mm];  // (constant indices: rs stays in registers)
+    return r;
   };
-  auto put_ssq = [&]() {  // after the block's puts: the warps' sums by shuffles, then per row over the warps
-    if (!args.ssq) return;     // (no shared-memory atomics: a float atomicAdd there is a compare-and-swap loop)
-#pragma unroll
-    for (int m = 0; m < MR; m++) {
-      float v = sq[m];
-      v = warp_reduce<false>(v);
-      if (lane == 0) ssum[warp * MR + m] = v;
-    }
-    __syncthreads();
-    if (threadIdx.x < M) {
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < QV_WARPS; w++) v += ssum[w * MR + threadIdx.x];
-      args.ssq[threadIdx.x * N64 + c] = v;
-    }
+  auto put = [&](int m, long long n, float v, int j) {
+    v = v * rs_of(m) + (bias ? bias[n] : 0.f) + (j == 0 ? rpre[0] : rpre[1]);
+    y[(long long)m * N + n] = v;
   };
   for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
     const int m = i / 64, col = i % 64;
@@ -516,31 +528,36 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #endif
     if (cluster) bsum[i] = v;
     else if (ksplit == 1) put(m, n, v, j);
+    else if (atomic) atomicAdd(y + (long long)m * N + n, v * rs_of(m) + (bias && ks == 0 ? bias[n] : 0.f));  // y = res already: this block's share, the bias from the first k range
     else __stcg(partial + ((long long)ks * M + m) * ntot + (long long)cg * 64 + col, v);
   }
 #ifdef QV_DBG_EPIRED
   return;
 #endif
-  if (!cluster && ksplit == 1) put_ssq();
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
   if (cluster) {  // the chunk's k ranges are one cluster: rank 0 adds the blocks' sums up
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
     if (cl.block_rank() == 0) {
       const int nb = (int)cl.num_blocks();
+      if (args.nw) {
+#pragma unroll
+        for (int m = 0; m < MR; m++) sq[m] = 0.f;
+        for (int r = 0; r < nb; r++) add_sq(cl.map_shared_rank(xsq, r));
+        set_rs();
+      }
       for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
         const int m = i / 64, col = i % 64;
         float v = 0.f;
         for (int r = 0; r < nb; r++) v += cl.map_shared_rank(bsum, r)[i];
         put(m, (long long)c * 64 + col, v, j);
       }
-      put_ssq();
     }
     cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
     return;
   }
 #endif
-  if (ksplit == 1) return;
+  if (ksplit == 1 || atomic) return;
   // the arrival is one acq_rel atomic of thread 0 after the block barrier (its release covers the block's
   // partial-sum stores, its acquire the other blocks'; the barrier passes both on), not two __threadfence()
   __syncthreads();
@@ -558,7 +575,6 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     for (int k2 = 0; k2 < ksplit; k2++) v += __ldcg(partial + ((long long)k2 * M + m) * ntot + (long long)cg * 64 + col);
     put(m, (long long)c * 64 + col, v, j);
   }
-  put_ssq();
   if (threadIdx.x == 0) counters[cg] = 0;
 }
 
@@ -901,11 +917,21 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
   }
   const bool cluster = ksplit > 1 && ksplit <= clusters;
+  // y accumulated in place (y = res): the other k splits add their sums into it with atomics (one fire-and-
+  // forget reduction per output instead of the partial sums' stores, an arrival atomic and the last block's
+  // loads at the end of the kernel; the order of the additions, and so the last bits of y, vary from run to
+  // run). GPTQ_QV_ATOMIC=0: the chain even then. Measured on an H100 (decode, below in the README): see there.
+  static int atomics = -1;
+  if (atomics < 0) {
+    const char* env = getenv("GPTQ_QV_ATOMIC");
+    atomics = env && *env ? atoi(env) != 0 : 1;
+  }
+  const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : atomics && a.res && a.res == a.s[0].y && a.count == 1 ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
   const size_t smem = smem_for(spw, a.nw && !perm);
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
   // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
   static Grown counters, workspace;
-  if (ksplit > 1 && !cluster) {
+  if (ksplit > 1 && mode == QV_SUM_CHAIN) {
     const bool fresh = counters.bytes < sizeof(int) * N64;
     GQ_TRY(grow(counters, sizeof(int) * N64, "matmul4: a new widest shape"));
     if (fresh) GQ_CUDA(cudaMemsetAsync(counters.p, 0, sizeof(int) * N64, gq::stream));
@@ -913,7 +939,7 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   }
   cudaLaunchAttribute attr[2];
   const cudaLaunchConfig_t cfg = gq::launch_config(dim3(N64, ksplit), dim3(QV_WARPS * 32), smem, attr, dim3(1, cluster ? ksplit : 1, 1));
-  GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, a, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, cluster ? 1 : 0, prefetch));
+  GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, a, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, mode, prefetch));
   GQ_LAUNCHED("matmul4 (gemv)");
   return GQ_OK;
 }
@@ -1001,26 +1027,24 @@ int gq_qm_matmul4_many(int count, float* const* ys, const unsigned int* const* p
   return launch_gemv(a, x, perm, M, K, gs);
 }
 int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz, const float* const* bias,
-                              const int* Ns, const float* x, const int* perm, int M, int K, int gs, const float* nw, const float* ssq, float eps) {
+                              const int* Ns, const float* x, const int* perm, int M, int K, int gs, const float* nw, float eps) {
   GQ_CHECK_INIT();
   GQ_DBG_SKIP_OP(count == 3 ? "qkv" : "gateup");
-  GQ_ARG(nw && ssq && K % 64 == 0, "matmul4_many_normed: needs the norm weight, the sums of squares and K %% 64 (K=%d)", K);
+  GQ_ARG(nw, "matmul4_many_normed: needs the norm weight");
   QvArgs a;
   GQ_TRY(many_args(a, count, ys, packed, sz, bias, Ns, M, K, gs));
   a.nw = nw;
-  a.ssq_in = ssq;
   a.eps = eps;
   return launch_gemv(a, x, perm, M, K, gs);
 }
-int gq_qm_matmul4_add(float* y, float* ssq, const float* x, const float* u, const float* res, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias,
+int gq_qm_matmul4_add(float* y, const float* x, const float* u, const float* res, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias,
                       int M, int K, int N, int gs) {
   GQ_CHECK_INIT();
   GQ_DBG_SKIP_OP(u ? "down" : "o");
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_add: needs K %% 16, N %% 64, group size %% 16 (K=%d N=%d gs=%d)", K, N, gs);
-  GQ_ARG(M >= 1 && M <= 4 && res && ssq, "matmul4_add: M = %d (1 to 4), the residual and the sums of squares are required", M);
+  GQ_ARG(M >= 1 && M <= 4 && res, "matmul4_add: M = %d (1 to 4), the residual is required", M);
   QvArgs a = one_weight(y, packed, sz, bias, N, u);
   a.res = res;
-  a.ssq = ssq;
   return launch_gemv(a, x, perm, M, K, gs);
 }
 int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned int* packed, const unsigned int* sz, const int* perm, const float* bias, int M, int K, int N, int gs) {

@@ -235,16 +235,17 @@ export interface Backend {
   quantMatmulGated?(g: Tensor, u: Tensor, w: QuantWeight, bias?: Tensor): Tensor;
   /**
    * optional (decoding): the residual add fused into a packed matmul, y = residual + x' @ dequant(W)ᵀ (+ bias)
-   * with x' = x, or siluMul(x, gate), and `ssq` [M, P]: P partial sums of y² per row (summing to the row's Σ y²), for
-   * quantMatmulManyNormed: the RMSNorm that follows the add is deferred into the matmuls that take it. Null
-   * where the backend cannot fuse these arguments (then add, rmsNorm and quantMatmul as usual).
+   * with x' = x, or siluMul(x, gate). With `inPlace` the residual is the caller's to give up: y may be the
+   * residual tensor itself, accumulated in place (then the residual is not to be freed apart from y). Null where
+   * the backend cannot fuse these arguments (then add and quantMatmul as usual).
    */
-  quantMatmulAdd?(x: Tensor, w: QuantWeight, residual: Tensor, o?: { gate?: Tensor; bias?: Tensor }): { y: Tensor; ssq: Tensor } | null;
+  quantMatmulAdd?(x: Tensor, w: QuantWeight, residual: Tensor, o?: { gate?: Tensor; bias?: Tensor; inPlace?: boolean }): Tensor | null;
   /**
-   * optional: quantMatmulMany(rmsNorm(x, normW, eps), ws, biases) in one launch, given x's `ssq` from
-   * quantMatmulAdd (the norm's scalar applied to the sums, its weight to x as it is staged); null where not fusable
+   * optional: quantMatmulMany(rmsNorm(x, normW, eps), ws, biases) in one launch (the norm's scalar applied to
+   * the sums, its weight to x as it is staged): the RMSNorm after a residual add deferred into the matmuls
+   * that take it; null where not fusable
    */
-  quantMatmulManyNormed?(x: Tensor, ssq: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null;
+  quantMatmulManyNormed?(x: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null;
 
   /** optional: CUDA graphs (see GraphSupport); the CPU backend implements the device-scalar op variants too */
   readonly graphs?: GraphSupport;

@@ -66,14 +66,14 @@ export const symbols = {
   gq_qm_matmul4: { args: [P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul4_many: { args: [i32, P, P, P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_qm_matmul4_gated: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
-  gq_qm_matmul4_add: { args: [P, P, P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
-  gq_qm_matmul4_many_normed: { args: [i32, P, P, P, P, P, P, P, i32, i32, i32, P, P, f32], returns: i32 },
+  gq_qm_matmul4_add: { args: [P, P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
+  gq_qm_matmul4_many_normed: { args: [i32, P, P, P, P, P, P, P, i32, i32, i32, P, f32], returns: i32 },
   gq_qm_matmul_generic: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_dequant: { args: [P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

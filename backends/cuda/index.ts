@@ -542,10 +542,11 @@ export class CudaBackend implements Backend {
     return { ys, args };
   }
   /**
-   * y = residual + x' @ dequant(W)ᵀ (+ bias), x' = x or siluMul(x, gate), with ssq [M, N/64] (each 64-column
-   * chunk's Σ y² per row): one GEMV launch, at most 4 rows of a 4-bit weight in the fast layout; else null
+   * y = residual + x' @ dequant(W)ᵀ (+ bias), x' = x or siluMul(x, gate): one GEMV launch, at most 4 rows of a
+   * 4-bit weight in the fast layout; else null. inPlace: y is the residual (a k split across blocks then adds
+   * its sums with atomics instead of the last block adding partial sums; GPTQ_QV_ATOMIC=0: not)
    */
-  quantMatmulAdd(x: Tensor, w: QuantWeight, residual: Tensor, o: { gate?: Tensor; bias?: Tensor } = {}): { y: Tensor; ssq: Tensor } | null {
+  quantMatmulAdd(x: Tensor, w: QuantWeight, residual: Tensor, o: { gate?: Tensor; bias?: Tensor; inPlace?: boolean } = {}): Tensor | null {
     const h = w.handle as QHandle;
     const { inFeatures: K, outFeatures: N } = w.spec;
     if (x.shape[x.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmulAdd: x ${shapeStr(x.shape)} does not end in in_features ${K}`);
@@ -553,18 +554,18 @@ export class CudaBackend implements Backend {
     if (o.gate) sameSize("quantMatmulAdd (gate)", x, o.gate);
     if (numel(residual.shape) !== M * N) throw new InvalidArgumentError(`quantMatmulAdd: residual ${shapeStr(residual.shape)} is not [${M}, ${N}]`);
     if (!h.fast || M > 4 || process.env.GPTQ_FUSE_NORM === "0") return null; // (GPTQ_FUSE_NORM=0: add and norm unfused, for A/B)
-    const y = this.out([M, N]), ssq = this.out([M, N / 64]);
-    this.check(this.lib.gq_qm_matmul4_add(this.p(y), this.p(ssq), this.p(x), o.gate ? this.p(o.gate) : null, this.p(residual), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null,
+    const y = o.inPlace ? residual : this.out([M, N]);
+    this.check(this.lib.gq_qm_matmul4_add(this.p(y), this.p(x), o.gate ? this.p(o.gate) : null, this.p(residual), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null,
       o.bias ? this.p(o.bias) : null, M, K, N, h.groupSize), "quant_matmul_add (4-bit)");
-    return { y, ssq };
+    return y;
   }
-  /** quantMatmulMany(rmsNorm(x, normW, eps), ws, biases) with ssq from quantMatmulAdd: one GEMV launch (at most 4 rows), else null */
-  quantMatmulManyNormed(x: Tensor, ssq: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null {
-    const K = ws[0]?.spec.inFeatures ?? 0, M = numel(x.shape) / (K || 1);
-    if (K % 64 !== 0 || numel(ssq.shape) !== M * (K / 64) || numel(normW.shape) !== K) return null;
+  /** quantMatmulMany(rmsNorm(x, normW, eps), ws, biases): one GEMV launch (at most 4 rows), else null */
+  quantMatmulManyNormed(x: Tensor, normW: Tensor, eps: number, ws: QuantWeight[], biases?: (Tensor | undefined)[]): Tensor[] | null {
+    const K = ws[0]?.spec.inFeatures ?? 0;
+    if (numel(normW.shape) !== K) return null;
     const g = this.sharedGemv(x, ws, biases);
     if (!g) return null;
-    this.check(this.lib.gq_qm_matmul4_many_normed(...g.args, this.p(normW), this.p(ssq), eps), "quant_matmul_many_normed (4-bit)");
+    this.check(this.lib.gq_qm_matmul4_many_normed(...g.args, this.p(normW), eps), "quant_matmul_many_normed (4-bit)");
     return g.ys;
   }
   /** quantMatmul(siluMul(g, u), w, bias): with at most 4 rows one GEMV launch that gates its input as it stages it */

@@ -233,17 +233,14 @@ export class LlamaModel {
     let h: NormedInput | null = null;
     for (let i = 0; i < n; i++) {
       const next = i + 1 < n ? this.layer(i + 1).inNorm : finalNorm;
-      const r = layerStep(this, this.layer(i), x, seq(i), h ?? undefined, next);
-      be.free(x);
+      const r = layerStep(this, this.layer(i), x, seq(i), h ?? undefined, next, true);  // (x taken over)
       x = r.x;
       h = r.h;
     }
     if (!finalNorm) return x;
     let out: Tensor;
-    if (!h || "ssq" in h) {  // no layers, or the final norm deferred: computed here (the LM head is a plain matmul)
-      out = be.rmsNorm(x, finalNorm, this.config.rmsNormEps);
-      if (h) be.free(h.ssq);
-    } else out = h;
+    if (!h || isDeferred(h)) out = be.rmsNorm(x, finalNorm, this.config.rmsNormEps);  // no layers, or the final norm deferred: computed here (the LM head is a plain matmul)
+    else out = h;
     be.free(x);
     return out;
   }
@@ -288,26 +285,26 @@ export function linear(be: Backend, x: Tensor, l: Linear): Tensor {
 }
 
 /**
- * rmsNorm(x, w, eps) not yet computed: x and its sums of squares (`ssq`, from Backend.quantMatmulAdd), so that
- * the matmuls that take the norm apply it (quantMatmulManyNormed). x and w belong to the caller; ssq to this.
+ * rmsNorm(x, w, eps) not yet computed, so that the matmuls that take it apply it (quantMatmulManyNormed). x and w
+ * belong to the caller.
  */
-export type DeferredNorm = { x: Tensor; ssq: Tensor; w: Tensor; eps: number };
+export type DeferredNorm = { deferred: true; x: Tensor; w: Tensor; eps: number };
 /** a layer's normed input: the tensor, or the norm deferred */
 export type NormedInput = Tensor | DeferredNorm;
-const isDeferred = (h: NormedInput): h is DeferredNorm => "ssq" in h;
+const isDeferred = (h: NormedInput): h is DeferredNorm => "deferred" in h;
 /** the normed input as a tensor (computed if deferred; the caller frees it with freeNormed) */
 function normTensor(be: Backend, h: NormedInput): Tensor {
   return isDeferred(h) ? be.rmsNorm(h.x, h.w, h.eps) : h;
 }
-/** frees what a NormedInput owns (the tensor, or a deferred norm's sums) */
+/** frees what a NormedInput owns (the tensor; a deferred norm owns nothing) */
 export function freeNormed(be: Backend, h: NormedInput): void {
-  be.free(isDeferred(h) ? h.ssq : h);
+  if (!isDeferred(h)) be.free(h);
 }
 
 /** several linears of the same input (q/k/v, gate/up): one packed launch where the backend offers it */
 export function linears(be: Backend, x: NormedInput, ls: Linear[]): Tensor[] {
   if (isDeferred(x)) {
-    const ys = be.quantMatmulManyNormed && ls.every((l) => l.q) ? be.quantMatmulManyNormed(x.x, x.ssq, x.w, x.eps, ls.map((l) => l.q!), ls.map((l) => l.bias)) : null;
+    const ys = be.quantMatmulManyNormed && ls.every((l) => l.q) ? be.quantMatmulManyNormed(x.x, x.w, x.eps, ls.map((l) => l.q!), ls.map((l) => l.bias)) : null;
     if (ys) return ys;
     const h = normTensor(be, x);
     const out = linears(be, h, ls);
@@ -321,15 +318,12 @@ export function linears(be: Backend, x: NormedInput, ls: Linear[]): Tensor[] {
 /**
  * residual + linear(x) (x gated: siluMul(x, gate)) with the RMSNorm by `normW` after it: one packed launch that
  * leaves the norm deferred where the backend offers quantMatmulAdd, else add and rmsNorm (fused where offered).
- * Without normW only the sum. The caller frees sum and (freeNormed) norm.
+ * Without normW only the sum. inPlace: the residual may be accumulated into (sum may be residual itself). The
+ * caller frees sum, the residual when it is not sum, and (freeNormed) norm.
  */
-function linearAddNorm(be: Backend, x: Tensor, l: Linear, residual: Tensor, normW: Tensor | undefined, eps: number, gate?: Tensor): { sum: Tensor; norm: NormedInput | null } {
-  const f = l.q && be.quantMatmulAdd ? be.quantMatmulAdd(x, l.q, residual, { gate, bias: l.bias }) : null;
-  if (f) {
-    if (normW) return { sum: f.y, norm: { x: f.y, ssq: f.ssq, w: normW, eps } };
-    be.free(f.ssq);
-    return { sum: f.y, norm: null };
-  }
+function linearAddNorm(be: Backend, x: Tensor, l: Linear, residual: Tensor, normW: Tensor | undefined, eps: number, gate?: Tensor, inPlace = false): { sum: Tensor; norm: NormedInput | null } {
+  const f = l.q && be.quantMatmulAdd ? be.quantMatmulAdd(x, l.q, residual, { gate, bias: l.bias, inPlace }) : null;
+  if (f) return { sum: f, norm: normW ? { deferred: true, x: f, w: normW, eps } : null };
   let y: Tensor;
   if (gate && be.quantMatmulGated && l.q) y = be.quantMatmulGated(x, gate, l.q, l.bias);
   else if (gate) {
@@ -413,9 +407,10 @@ export function addNorm(be: Backend, x: Tensor, r: Tensor, w: Tensor, eps: numbe
  * One decoder layer, x [T, H] -> x' [T, H], with the norms fused into the residual adds before them: `hIn` is
  * rmsNorm(x, L.inNorm) when the caller has it (from the layer before, as a tensor or deferred into the q/k/v
  * matmul: DeferredNorm; taken over and freed), and with `next` (the next layer's input norm, or the final
- * norm) the result also carries h = rmsNorm(x', next), likewise.
+ * norm) the result also carries h = rmsNorm(x', next), likewise. consume: x is taken over (freed, or
+ * accumulated into and returned as x'); else it stays the caller's, unchanged.
  */
-export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: NormedInput, next?: Tensor): { x: Tensor; h: NormedInput | null } {
+export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts, hIn?: NormedInput, next?: Tensor, consume = false): { x: Tensor; h: NormedInput | null } {
   const be = m.backend, eps = m.config.rmsNormEps;
   const h = hIn ?? be.rmsNorm(x, L.inNorm, eps);
   const t = qkv(m, L, h, o);
@@ -423,13 +418,17 @@ export function layerStep(m: LlamaModel, L: LayerWeights, x: Tensor, o: SeqOpts,
   const a = attend(m, t, o);
   be.free(t.q); be.free(t.k); be.free(t.v);
   // o_proj, the residual add and the post-attention norm (deferred into gate/up where the backend can)
-  const { sum: x2, norm: h2 } = linearAddNorm(be, a, L.o, x, L.postNorm, eps);
+  // (accumulated into x when it was given up)
+  const { sum: x2, norm: h2 } = linearAddNorm(be, a, L.o, x, L.postNorm, eps, undefined, consume);
   be.free(a);
   const [g, u] = linears(be, h2!, [L.gate, L.up]) as [Tensor, Tensor];
   freeNormed(be, h2!);
-  // down with the SiLU gate, the residual add and the next norm (deferred into the next layer's q/k/v)
-  const { sum: out, norm: hn } = linearAddNorm(be, g, L.down, x2, next, eps, u);
-  be.free(g); be.free(u); be.free(x2);
+  // down with the SiLU gate, the residual add and the next norm (deferred into the next layer's q/k/v);
+  // x2 is this function's unless it is the caller's x
+  const { sum: out, norm: hn } = linearAddNorm(be, g, L.down, x2, next, eps, u, consume || x2 !== x);
+  be.free(g); be.free(u);
+  if (x2 !== out && x2 !== x) be.free(x2);
+  if (consume && x !== out) be.free(x);
   return { x: out, h: hn };
 }
 

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, gpuBackends, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
+import type { Tensor } from "../../src/tensor.ts";
 import { randomQuant, type QuantCase as Case } from "../synthetic.ts";
 
 function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Float64Array {
@@ -153,14 +154,17 @@ async function checkGated(be: Backend, oracle: Backend) {
 
 /**
  * decoding with the residual add and the next RMSNorm fused into the GEMVs around them: quantMatmulAdd
- * (y = residual + x' @ Wᵀ + b, x' = x or silu(x)·gate, and y's partial sums of squares) against the CPU
- * backend's add of quantMatmul; the sums against y's own; quantMatmulManyNormed of that y (one to three
- * weights, act-order or not, a bias) against quantMatmul of the CPU's rmsNorm of the same y
+ * (y = residual + x' @ Wᵀ + b, x' = x or silu(x)·gate), into a new y and accumulated into the residual in
+ * place, against the CPU backend's add of quantMatmul; quantMatmulManyNormed of that y (one to three weights,
+ * act-order or not, a bias) against quantMatmul of the CPU's rmsNorm of the same y. The shapes split K across
+ * blocks (K = 4096 into 128 columns; the normed matmuls' K = 1024 and 4096 likewise), so the k split's sums
+ * (in place: atomics into y), and Σ x² of the norm over a split or a cluster, are taken on the GPU.
  */
 async function checkAddNormed(be: Backend, oracle: Backend) {
   const r = rng();
   const eps = 1e-5;
-  for (const [K, N, gs, gs2, actOrder] of [[256, 192, 128, 64, false], [1024, 320, 32, 64, true], [4096, 128, 128, 128, false], [96, 64, 48, 16, false]] as const) {
+  const cases = [[256, 192, 128, 64, false], [1024, 320, 32, 64, true], [4096, 128, 128, 128, false], [96, 64, 48, 16, false], [64, 1024, 32, 128, false], [128, 4096, 128, 128, true]] as const;
+  for (const [K, N, gs, gs2, actOrder] of cases) {
     const c = randomQuant(r, 4, K, N, gs, actOrder, true);
     const cs = [128, 64, 192].map((N2) => randomQuant(r, 4, N, N2, gs2, actOrder, true));
     if (actOrder) for (const c2 of cs) c2.spec.gIdx = cs[0]!.spec.gIdx; // (weights sharing x share their permutation)
@@ -169,30 +173,29 @@ async function checkAddNormed(be: Backend, oracle: Backend) {
       const x = randn(M * K, r, 2), gate = randn(M * K, r), res = randn(M * N, r, 3), normW = randn(N, r), bias = M === 3 ? randn(N, r) : null;
       const w = be.prepareQuantWeight(c.spec);
       const up = (B: Backend, a: Float32Array, shape: number[]) => B.upload(a, shape, "f32");
-      const f = be.quantMatmulAdd!(up(be, x, [M, K]), w, up(be, res, [M, N]), { gate: gated ? up(be, gate, [M, K]) : undefined, bias: bias ? up(be, bias, [N]) : undefined });
-      expect(f, `quantMatmulAdd ${what}: null for a 4-bit weight and <= 4 rows`).not.toBeNull();
-      const y = await dl(f!.y), ssq = await dl(f!.ssq);
       // the oracle: residual + quantMatmul(x')
       const ow = oracle.prepareQuantWeight(c.spec);
       const ox = gated ? oracle.siluMul(up(oracle, x, [M, K]), up(oracle, gate, [M, K])) : up(oracle, x, [M, K]);
       const want = await dl(oracle.add(up(oracle, res, [M, N]), oracle.quantMatmul(ox, ow, bias ? up(oracle, bias, [N]) : undefined)));
-      expectClose(y, want, 2e-3, `quantMatmulAdd ${what}`);
-      expect(ssq.length % M, `ssq of ${ssq.length} values is not [${M}, P]`).toBe(0);
-      const P = ssq.length / M;
-      const sq = new Float64Array(M), sqWant = new Float64Array(M);
-      for (let m = 0; m < M; m++) {
-        for (let p = 0; p < P; p++) sq[m] = sq[m]! + ssq[m * P + p]!;
-        for (let n = 0; n < N; n++) sqWant[m] = sqWant[m]! + y[m * N + n]! ** 2;
+      let y: Tensor | null = null;
+      for (const inPlace of [false, true]) {
+        const resT = up(be, res, [M, N]);
+        const f = be.quantMatmulAdd!(up(be, x, [M, K]), w, resT, { gate: gated ? up(be, gate, [M, K]) : undefined, bias: bias ? up(be, bias, [N]) : undefined, inPlace });
+        expect(f, `quantMatmulAdd ${what} inPlace=${inPlace}: null for a 4-bit weight and <= 4 rows`).not.toBeNull();
+        if (!inPlace) expect(f, `quantMatmulAdd ${what}: the residual was written`).not.toBe(resT);
+        expectClose(await dl(f!), want, 2e-3, `quantMatmulAdd ${what} inPlace=${inPlace}`);
+        if (!inPlace) expect(Array.from(await dl(resT)), `quantMatmulAdd ${what}: the residual changed`).toEqual(Array.from(res));
+        y = f;
       }
-      expectClose(sq, sqWant, 1e-5, `quantMatmulAdd ${what}: partial sums of squares`);
+      const yv = await dl(y!);
       // the deferred norm, for 1, 2 and 3 weights
       for (const count of [1, 2, 3]) {
         const ws = cs.slice(0, count).map((c2) => be.prepareQuantWeight(c2.spec));
         const b2 = count > 1 ? randn(cs[1]!.spec.outFeatures, r) : null;
         const biases = ws.map((_, i) => (i === 1 && b2 ? be.upload(b2, [b2.length], "f32") : undefined));
-        const ys = be.quantMatmulManyNormed!(f!.y, f!.ssq, up(be, normW, [N]), eps, ws, biases);
+        const ys = be.quantMatmulManyNormed!(y!, up(be, normW, [N]), eps, ws, biases);
         expect(ys, `quantMatmulManyNormed ${what} count=${count}: null`).not.toBeNull();
-        const h = oracle.rmsNorm(up(oracle, y, [M, N]), up(oracle, normW, [N]), eps);
+        const h = oracle.rmsNorm(up(oracle, yv, [M, N]), up(oracle, normW, [N]), eps);
         for (let i = 0; i < count; i++) {
           const wi = oracle.prepareQuantWeight(cs[i]!.spec);
           const wantI = await dl(oracle.quantMatmul(h, wi, i === 1 && b2 ? up(oracle, b2, [b2.length]) : undefined));
