@@ -127,7 +127,8 @@ __device__ __forceinline__ float pow2_scale(float mx) {
 // (overridable at build time, GPTQ_NVCC_FLAGS="-DQV_WARPS=8", for the tuning sweep in bench/device.sh)
 // Timing diagnostics (GPTQ_NVCC_FLAGS for a sweep build; WRONG RESULTS, never a release build): QV_DBG_NOMAIN
 // (each warp: its first 2·QV_UNROLL steps only), QV_DBG_NOSTAGE (x not staged), QV_DBG_NOEPI (no sums across
-// warps or blocks), QV_DBG_EPIRED (the block's sums added into y with atomics: no k-split chain, no y zeroing).
+// warps or blocks), QV_DBG_EPIRED (the block's sums added into y with atomics: no k-split chain, no y zeroing),
+// QV_DBG_NOSQ (no Σ x² for the deferred norm).
 // Measured on an H100, per shape at M = 1 (qkv, o, gate/up, down; us): 13.9 7.5 19.9 13.3 as built; NOEPI
 // 12.3 5.7 19.6 11.4; EPIRED 12.5 5.8 19.7 11.7; NOSTAGE 12.8 6.1 18.9 12.4; all three 3.6 4.2 3.5 4.0
 #ifdef QV_DBG_NOMAIN
@@ -335,6 +336,11 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   // up, QV_SUM_CLUSTER one thread block cluster (distributed shared memory), QV_SUM_ATOMIC added into y = res
   const bool cluster = mode == QV_SUM_CLUSTER, atomic = mode == QV_SUM_ATOMIC;
   __shared__ float xsq[QV_WARPS * MR];  // the warps' Σ x² per row of their k ranges (deferred norm)
+#ifdef QV_DBG_NOSQ  // (timing diagnostics only: the deferred norm's scalar taken as 1, wrong results)
+  const bool normsq = false;
+#else
+  const bool normsq = args.nw != nullptr;
+#endif
   // the norm weight is a constant: each warp copies its k range into shared memory before the wait, so that
   // staging x after it is one round trip, as without the norm
   const float* nwx = args.nw;
@@ -360,11 +366,11 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     }
   }
 #ifndef QV_DBG_NOSTAGE  // (timing diagnostics only: wrong results)
-  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, sq, args.nw != nullptr, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
+  if (w0 < w1) stage_x_warp<MR>(xs, stride, (w0 - kb0) * 16, mul, sq, normsq, x, args.u, nwx, perm, M, K, w0 * 16, (w1 - w0) * 16);
   // the deferred norm needs Σ x² over the whole row: with the k range split across blocks that are not one
   // cluster, each block also reads the rest of the row (L2 hits; every block of the grid reads x; a normed
   // input is never gated)
-  if (args.nw && ksplit > 1 && !cluster) {
+  if (normsq && ksplit > 1 && !cluster) {
 #pragma unroll
     for (int m = 0; m < MR; m++) {
       if (m >= M) break;
@@ -376,7 +382,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
       sq[m] += s;
     }
   }
-  if (args.nw) {  // the warp's sums into shared memory now (no registers held through the main loop)
+  if (normsq) {  // the warp's sums into shared memory now (no registers held through the main loop)
 #pragma unroll
     for (int m = 0; m < MR; m++) {
       const float v = warp_reduce<false>(sq[m]);
@@ -498,7 +504,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
     for (int m = 0; m < MR; m++) rs[m] = m < M ? rsqrtf(sq[m] / (float)K + args.eps) : 1.f;
   };
-  if (args.nw && !cluster) {
+  if (normsq && !cluster) {
 #pragma unroll
     for (int m = 0; m < MR; m++) sq[m] = 0.f;
     add_sq(xsq);
@@ -539,18 +545,22 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     cg::cluster_group cl = cg::this_cluster();
     cl.sync();
     if (cl.block_rank() == 0) {
+      // every rank's sums and (deferred norm) Σ x² read in one pass: one round trip to the others' memory
       const int nb = (int)cl.num_blocks();
-      if (args.nw) {
+      float v[2] = {0.f, 0.f};  // this thread's outputs i = threadIdx.x + j·blockDim.x (M·64 <= 2·blockDim.x)
 #pragma unroll
-        for (int m = 0; m < MR; m++) sq[m] = 0.f;
-        for (int r = 0; r < nb; r++) add_sq(cl.map_shared_rank(xsq, r));
-        set_rs();
+      for (int m = 0; m < MR; m++) sq[m] = 0.f;
+      for (int r = 0; r < nb; r++) {
+        const float* b = cl.map_shared_rank(bsum, r);
+#pragma unroll
+        for (int j = 0; j < 2; j++) if (threadIdx.x + j * QV_WARPS * 32 < M * 64) v[j] += b[threadIdx.x + j * QV_WARPS * 32];
+        if (normsq) add_sq(cl.map_shared_rank(xsq, r));
       }
-      for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
-        const int m = i / 64, col = i % 64;
-        float v = 0.f;
-        for (int r = 0; r < nb; r++) v += cl.map_shared_rank(bsum, r)[i];
-        put(m, (long long)c * 64 + col, v, j);
+      if (normsq) set_rs();
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int i = threadIdx.x + j * QV_WARPS * 32;
+        if (i < M * 64) put(i / 64, (long long)c * 64 + i % 64, v[j], j);
       }
     }
     cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
@@ -920,7 +930,9 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   // y accumulated in place (y = res): the other k splits add their sums into it with atomics (one fire-and-
   // forget reduction per output instead of the partial sums' stores, an arrival atomic and the last block's
   // loads at the end of the kernel; the order of the additions, and so the last bits of y, vary from run to
-  // run). GPTQ_QV_ATOMIC=0: the chain even then. Measured on an H100 (decode, below in the README): see there.
+  // run). GPTQ_QV_ATOMIC=0: the chain even then. Measured on an H100, decode pipelined: 499.3-499.4 tokens/s,
+  // 477.7-477.9 with the chain into the residual, 485.9 for the code before (a new y, and the producer's
+  // per-chunk Σ y² for the next GEMV's norm), alternating in one run.
   static int atomics = -1;
   if (atomics < 0) {
     const char* env = getenv("GPTQ_QV_ATOMIC");
