@@ -547,21 +547,21 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     if (cl.block_rank() == 0) {
       // every rank's sums and (deferred norm) Σ x² read in one pass: one round trip to the others' memory
       const int nb = (int)cl.num_blocks();
-      float v[2] = {0.f, 0.f};  // this thread's outputs i = threadIdx.x + j·blockDim.x (M·64 <= 2·blockDim.x)
+      // this thread's outputs i = out(j) for j < 2 (M·64 <= 2·blockDim.x, asserted at QV_WARPS), their sums v[j]
+      const auto out = [](int j) { return (int)threadIdx.x + j * QV_WARPS * 32; };
+      float v[2] = {0.f, 0.f};
 #pragma unroll
       for (int m = 0; m < MR; m++) sq[m] = 0.f;
       for (int r = 0; r < nb; r++) {
         const float* b = cl.map_shared_rank(bsum, r);
 #pragma unroll
-        for (int j = 0; j < 2; j++) if (threadIdx.x + j * QV_WARPS * 32 < M * 64) v[j] += b[threadIdx.x + j * QV_WARPS * 32];
+        for (int j = 0; j < 2; j++) if (out(j) < M * 64) v[j] += b[out(j)];
         if (normsq) add_sq(cl.map_shared_rank(xsq, r));
       }
       if (normsq) set_rs();
 #pragma unroll
-      for (int j = 0; j < 2; j++) {
-        const int i = threadIdx.x + j * QV_WARPS * 32;
-        if (i < M * 64) put(i / 64, (long long)c * 64 + i % 64, v[j], j);
-      }
+      for (int j = 0; j < 2; j++)
+        if (out(j) < M * 64) put(out(j) / 64, (long long)c * 64 + out(j) % 64, v[j], j);
     }
     cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
     return;
