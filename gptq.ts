@@ -160,6 +160,12 @@ cli
         }
         console.log(`| ${r.m} | ${r.quantUs.toFixed(1)} | ${r.baselineUs?.toFixed(1) ?? "-"} | ${r.speedup ? r.speedup.toFixed(2) + "x" : "-"} | ${r.gbps.toFixed(0)} | ${r.baselineGbps?.toFixed(0) ?? "-"} | ${r.baselineGbps ? pct(r.gbps, r.baselineGbps) : "-"} | ${r.baseline || "-"} | ${r.quantEagerUs?.toFixed(1) ?? "-"} |${gpu}`);
       }
+      for (const r of rows) {
+        const b = r.baselineOne;
+        if (!b) continue;
+        const g = b.gpuUs !== null && r.quantGpuUs !== null ? `, GPU ${b.gpuUs.toFixed(1)} us: int4 GPU bandwidth ${pct(r.bytes / r.quantGpuUs, b.bytes / b.gpuUs)} of it` : "";
+        console.log(`M = ${r.m}: the baseline as one call over all four shapes' weights ${b.us.toFixed(1)} us (${r.quantUs ? (b.us / r.quantUs).toFixed(2) + "x int4's time" : ""}; int4 bandwidth ${pct(r.gbps, b.bytes / (b.us * 1e3))} of it)${g}`);
+      }
     } else if (what === "layer") {
       const r = await bench.benchLayer(be, num("seqlen", o.seqlen, { int: true, min: 16 }));
       console.log(o.json ? JSON.stringify({ card, ...r }) : `one Llama-2-7B-shaped layer (${o.seqlen} tokens, 4-bit g128): ${r.seconds.toFixed(2)} s (Hessians ${r.hessianSeconds.toFixed(2)} s, GPTQ of 7 linears ${r.gptqSeconds.toFixed(2)} s), ${card}`);

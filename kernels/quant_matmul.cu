@@ -899,21 +899,40 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   // prefetched into L2 before the wait for the kernel ahead (sm_90; default 0: none. Measured on an H200, four
   // 7B shapes back to back: 49.6 us without, 50.3 with 16 steps, 52.7 with 64, though single shapes repeated
   // gained up to 1.5 us: prefetched lines are evicted by the stream before they are read)
-  static double waves = 0;
-  static int minspw = 0, prefetch = -1;
+  // GPTQ_QV_AWAVES, GPTQ_QV_AMINSPW: the same two for launches that add into y in place with atomics (o and down
+  // when decoding; default: as the others)
+  static double waves = 0, awaves = 0;
+  static int minspw = 0, aminspw = 0, prefetch = -1;
   if (!waves) {
     const char* w = getenv("GPTQ_QV_WAVES");
     const char* m = getenv("GPTQ_QV_MINSPW");
     const char* p = getenv("GPTQ_QV_PREFETCH");
+    const char* aw = getenv("GPTQ_QV_AWAVES");
+    const char* am = getenv("GPTQ_QV_AMINSPW");
     waves = w && atof(w) > 0 ? atof(w) : 1.0;
     minspw = m && atoi(m) > 0 ? atoi(m) : 8;
     prefetch = p && *p ? atoi(p) : 0;
+    awaves = aw && atof(aw) > 0 ? atof(aw) : waves;
+    aminspw = am && atoi(am) > 0 ? atoi(am) : minspw;
   }
-  const int slots = (int)(fit[vi] * sm_count() * waves);
+  // y accumulated in place (y = res): a k split across blocks adds its sums into y with atomics (one fire-and-
+  // forget reduction per output instead of the partial sums' stores, an arrival atomic and the last block's
+  // loads at the end of the kernel; the order of the additions, and so the last bits of y, vary from run to
+  // run). GPTQ_QV_ATOMIC=0: the chain even then. Measured on an H100, decode pipelined: 499.3-499.4 tokens/s,
+  // 477.7-477.9 with the chain into the residual, 485.9 for the code before (a new y, and the producer's
+  // per-chunk Σ y² for the next GEMV's norm), alternating in one run.
+  static int atomics = -1;
+  if (atomics < 0) {
+    const char* env = getenv("GPTQ_QV_ATOMIC");
+    atomics = env && *env ? atoi(env) != 0 : 1;
+  }
+  const bool inplace = atomics && a.res && a.res == a.s[0].y && a.count == 1;
+  const int slots = (int)(fit[vi] * sm_count() * (inplace ? awaves : waves));
   int ksplit = slots / N64;
   ksplit = ksplit < 1 ? 1 : ksplit;
   int spw = (K16 + QV_WARPS * ksplit - 1) / (QV_WARPS * ksplit);
-  spw = spw < minspw ? minspw : spw > maxspw ? maxspw : spw;
+  const int lo = inplace ? aminspw : minspw;
+  spw = spw < lo ? lo : spw > maxspw ? maxspw : spw;
   spw = (spw + G - 1) / G * G;
   ksplit = (K16 + QV_WARPS * spw - 1) / (QV_WARPS * spw);
   // sm_90: a chunk's k ranges as one thread block cluster, summed through distributed shared memory instead of
@@ -927,18 +946,7 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
   }
   const bool cluster = ksplit > 1 && ksplit <= clusters;
-  // y accumulated in place (y = res): the other k splits add their sums into it with atomics (one fire-and-
-  // forget reduction per output instead of the partial sums' stores, an arrival atomic and the last block's
-  // loads at the end of the kernel; the order of the additions, and so the last bits of y, vary from run to
-  // run). GPTQ_QV_ATOMIC=0: the chain even then. Measured on an H100, decode pipelined: 499.3-499.4 tokens/s,
-  // 477.7-477.9 with the chain into the residual, 485.9 for the code before (a new y, and the producer's
-  // per-chunk Σ y² for the next GEMV's norm), alternating in one run.
-  static int atomics = -1;
-  if (atomics < 0) {
-    const char* env = getenv("GPTQ_QV_ATOMIC");
-    atomics = env && *env ? atoi(env) != 0 : 1;
-  }
-  const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : atomics && a.res && a.res == a.s[0].y && a.count == 1 ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
+  const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : inplace ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
   const size_t smem = smem_for(spw, a.nw && !perm);
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
   // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)

@@ -64,6 +64,12 @@ export interface MatmulRow {
   /** bytes the packed matmul reads per call set (weights, scales and zeros), bytes the baseline moves */
   bytes: number;
   baselineBytes: number;
+  /**
+   * the baseline as one call over all the shapes' weights (K of the first shape, N = Σ N·K / K): the card's
+   * bandwidth without a call boundary between shapes (WebGPU: one copy dispatch, none of the barriers Dawn puts
+   * between copies into buffers written before); µs and GPU µs, bytes moved
+   */
+  baselineOne: { us: number; gpuUs: number | null; bytes: number } | null;
   /** per shape (same order as the shapes), timed alone the same way: packed matmul and baseline µs */
   perShape?: { name: string; quantUs: number; baselineUs: number | null; quantGpuUs: number | null; baselineGpuUs: number | null }[];
 }
@@ -107,6 +113,7 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
     const gpu = async (fn: () => void) => { const t = be.gpuTimeUs ? await be.gpuTimeUs(() => { for (let i = 0; i < sets; i++) fn(); }) : null; return t === null ? null : t / sets; };
     const quantGpuUs = await gpu(calls);
     let baselineUs: number | null = null, baselineGpuUs: number | null = null, label = "", moved = 0;
+    let baselineOne: MatmulRow["baselineOne"] = null;
     if (be.denseBaseline) {
       const bl = shapes.map(([, K, N]) => be.denseBaseline!(m, N, K));
       label = bl[0]!.label;
@@ -117,6 +124,12 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       baselineUs = b.us;
       baselineGpuUs = await gpu(runBaseline);
       bl.forEach((x) => x.free());
+      const K0 = shapes[0]![1], NK = shapes.reduce((a, [, K, N]) => a + K * N, 0);
+      if (NK % K0 === 0) {
+        const one = be.denseBaseline(m, NK / K0, K0);
+        baselineOne = { us: (await timeDeviceUs(be, () => one.run(), iters)).us, gpuUs: await gpu(() => one.run()), bytes: one.bytes };
+        one.free();
+      }
     }
     let perShape: MatmulRow["perShape"];
     if (opts.perShape) {
@@ -136,7 +149,7 @@ export async function benchMatmul(be: Backend, opts: { ms: number[]; shapes?: [s
       }
     }
     for (const x of xs) be.free(x);
-    rows.push({ perShape, m, quantUs: q.us, baselineUs, speedup: baselineUs ? baselineUs / q.us : null, gbps: bytes / (q.us * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null, timing: q.timing, quantEagerUs, quantGpuUs, baselineGpuUs, bytes, baselineBytes: moved });
+    rows.push({ perShape, m, quantUs: q.us, baselineUs, speedup: baselineUs ? baselineUs / q.us : null, gbps: bytes / (q.us * 1e3), baseline: label, baselineGbps: baselineUs ? moved / (baselineUs * 1e3) : null, timing: q.timing, quantEagerUs, quantGpuUs, baselineGpuUs, bytes, baselineBytes: moved, baselineOne });
   }
   for (const w of ws) be.free(w);
   return rows;

@@ -24,6 +24,7 @@ const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "s
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
+const WDUMMIES = 8; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
 
 interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
 class WebGpuTensor implements Tensor {
@@ -92,14 +93,22 @@ export class WebGpuBackend implements Backend {
   /**
    * Uniforms: one slot per dispatch in a ring (one buffer, bound with a dynamic offset), written on the host
    * and uploaded once per submit; bind groups are cached by the buffers they bind (creating one cost about
-   * 10 of the 14 µs of host time per dispatch on lavapipe). Unused bindings get a fixed 16-byte buffer per
-   * binding index (one shared dummy would alias a writable binding).
+   * 10 of the 14 µs of host time per dispatch on lavapipe). Unused read-only bindings get a fixed 16-byte
+   * buffer per binding index (one shared dummy would alias a writable binding); unused writable ones the next
+   * of WDUMMIES such buffers in turn: Dawn puts a barrier before every dispatch that writes a buffer written
+   * before (it cannot tell that nothing reads it), so one fixed dummy made every such dispatch wait for all
+   * work before it, dependent or not (GPTQ_WEBGPU_DUMMY_RING=0: that again, for A/B).
    */
   private readonly ring: { buf: GPUBuffer; host: ArrayBuffer; view: DataView; slot: number; slots: number; used: number };
   private bindGroups = new Map<string, GPUBindGroup>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private dummies: GPUBuffer[] = [];
+  private wdummies: GPUBuffer[] = [];
+  private wdummyNext = 0;
+  private readonly dummyRing = process.env.GPTQ_WEBGPU_DUMMY_RING !== "0";
+  /** per shader file: which binding indices are writable storage */
+  private writable = new Map<string, boolean[]>();
   private lost: string | null = null;
   private error: string | null = null;
   private readonly dummy: GPUBuffer;
@@ -182,12 +191,15 @@ export class WebGpuBackend implements Backend {
     let l = this.layouts.get(name);
     if (!l) {
       const entries: GPUBindGroupLayoutEntry[] = [];
+      const writable: boolean[] = [];
       for (const m of this.source(name).matchAll(/@binding\((\d+)\)\s+var<(\w+)(?:,\s*(\w+))?>/g)) {
         const type = m[2] === "uniform" ? "uniform" : m[3] === "read_write" ? "storage" : "read-only-storage";
         entries.push({ binding: Number(m[1]), visibility: globalConstructors.GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset: type === "uniform" } });
+        writable[Number(m[1])] = type === "storage";
       }
       l = this.dev.createBindGroupLayout({ entries, label: name });
       this.layouts.set(name, l);
+      this.writable.set(name, writable);
     }
     return l;
   }
@@ -256,9 +268,17 @@ export class WebGpuBackend implements Backend {
     if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
     return id;
   }
+  /** the 16-byte stand-in for an unused binding (see the ring's comment above) */
+  private dummyFor(name: string, binding: number): GPUBuffer {
+    const make = () => this.dev.createBuffer({ size: 16, usage: STORAGE });
+    this.layout(name);
+    if (!this.dummyRing || !this.writable.get(name)![binding]) return (this.dummies[binding] ??= make());
+    const i = this.wdummyNext++ % WDUMMIES;
+    return (this.wdummies[i] ??= make());
+  }
   private bindGroup(name: string, bufs: Bind[]): GPUBindGroup {
     const real = bufs.map((b, binding) => {
-      if (b === this.dummy) return { buf: (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE })), off: 0, size: 16 };
+      if (b === this.dummy) return { buf: this.dummyFor(name, binding), off: 0, size: 16 };
       if (b instanceof BufWindow) return b;
       if (b.size > this.maxBinding) throw new UnsupportedOpError(`webgpu ${name}: a tensor of ${MiB(b.size)} exceeds this adapter's storage binding limit (${MiB(this.maxBinding)}) and this op does not split its tensors; use the cuda or cpu backend for tensors this large`);
       return { buf: b, off: 0, size: b.size };
