@@ -24,7 +24,7 @@ const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "s
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
-const WDUMMIES = 8; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
+const WDUMMIES = 16; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
 
 interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
 class WebGpuTensor implements Tensor {
