@@ -126,6 +126,9 @@ PY
     ;;
   webgpu)
     log "webgpu (Vulkan) beside cuda"
+    if ! grep -q "^webgpu  available" "$OUT/backends.txt"; then
+      echo "webgpu stage: no WebGPU adapter (see backends above; without the Vulkan loader, carry .gl from bench/pack-carry.sh)"; continue
+    fi
     for b in cuda webgpu; do bun gptq.ts bench matmul --backend $b --m ${WEBGPU_MS:-1} --iters 100 | tee -a "$OUT/webgpu.md"; done
     for k in ${WEBGPU_KNOBS:-}; do  # WebGPU launch knobs (GPTQ_WEBGPU_GEMV=s, GPTQ_WEBGPU_QV_CQ=8, ...; a,b sets both)
       echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend webgpu --m ${WEBGPU_MS:-1} --iters 100 ${WEBGPU_ARGS:-} | tee -a "$OUT/webgpu.md" | grep -E "^\| +[0-9]+ "

@@ -20,5 +20,13 @@ tar -cJf $C/data/data.tar.xz -C $D stories260K-hf stories260K/reference_outputs.
 bun_=node_modules/.bin/bun
 $bun_ bench/truncate-model.ts $D/gutenberg-llama-16m /tmp/gutenberg-2l 2
 tar -cJf $C/data/gutenberg-2l.tar.xz -C /tmp gutenberg-2l
-if [ -d .gl ]; then echo "vulkan loader packages in .gl"; fi
+# the Vulkan loader (and GL dispatch) packages: the GPU machine has NVIDIA's Vulkan driver but no loader, and
+# without one Dawn finds only its null backend (the webgpu stages then refuse to run); carry .gl beside .carry
+if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
+  mkdir -p .gl /tmp/amd64/partial
+  o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64"
+  apt-get $o update >/dev/null
+  (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+fi
+echo "vulkan loader packages in .gl: carry [\".carry\", \".gl\"]"
 du -sh $C $C/* $C/data/* | sort -h
