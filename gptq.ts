@@ -164,7 +164,7 @@ cli
         const b = r.baselineOne;
         if (!b) continue;
         const g = b.gpuUs !== null && r.quantGpuUs !== null ? `, GPU ${b.gpuUs.toFixed(1)} us: int4 GPU bandwidth ${pct(r.bytes / r.quantGpuUs, b.bytes / b.gpuUs)} of it` : "";
-        console.log(`M = ${r.m}: the baseline as one call over all four shapes' weights ${b.us.toFixed(1)} us (${r.quantUs ? (b.us / r.quantUs).toFixed(2) + "x int4's time" : ""}; int4 bandwidth ${pct(r.gbps, b.bytes / (b.us * 1e3))} of it)${g}`);
+        console.log(`M = ${r.m}: the baseline as one call over all four shapes' weights ${b.us.toFixed(1)} us (${(b.us / r.quantUs).toFixed(2)}x int4's time; int4 bandwidth ${pct(r.gbps, b.bytes / (b.us * 1e3))} of it)${g}`);
       }
     } else if (what === "layer") {
       const r = await bench.benchLayer(be, num("seqlen", o.seqlen, { int: true, min: 16 }));
