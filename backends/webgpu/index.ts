@@ -94,10 +94,11 @@ export class WebGpuBackend implements Backend {
    * Uniforms: one slot per dispatch in a ring (one buffer, bound with a dynamic offset), written on the host
    * and uploaded once per submit; bind groups are cached by the buffers they bind (creating one cost about
    * 10 of the 14 µs of host time per dispatch on lavapipe). Unused read-only bindings get a fixed 16-byte
-   * buffer per binding index (one shared dummy would alias a writable binding); unused writable ones the next
-   * of WDUMMIES such buffers in turn: Dawn puts a barrier before every dispatch that writes a buffer written
-   * before (it cannot tell that nothing reads it), so one fixed dummy made every such dispatch wait for all
-   * work before it, dependent or not (GPTQ_WEBGPU_DUMMY_RING=0: that again, for A/B).
+   * buffer per binding index (one shared dummy would alias a writable binding), writable ones too. Dawn puts a
+   * barrier before every dispatch that writes a buffer written before, so a fixed writable stand-in makes such a
+   * dispatch wait for all work before it; GPTQ_WEBGPU_DUMMY_RING=1 gives unused writable bindings the next of
+   * WDUMMIES buffers in turn instead. Opt-in: on an H100 through Vulkan (2026-12-07) it left the GPU time of the
+   * four 7B shapes at 67.8 us (six rows, alternating) and cost host time (bind groups cached per ring position).
    */
   private readonly ring: { buf: GPUBuffer; host: ArrayBuffer; view: DataView; slot: number; slots: number; used: number };
   private bindGroups = new Map<string, GPUBindGroup>();
@@ -106,7 +107,12 @@ export class WebGpuBackend implements Backend {
   private dummies: GPUBuffer[] = [];
   private wdummies: GPUBuffer[] = [];
   private wdummyNext = 0;
-  private readonly dummyRing = process.env.GPTQ_WEBGPU_DUMMY_RING !== "0";
+  /** GPTQ_WEBGPU_DUMMY_RING, read at each new bind group (as the GEMV knobs are at each call) */
+  private get dummyRing(): boolean {
+    const v = process.env.GPTQ_WEBGPU_DUMMY_RING;
+    if (v !== undefined && v !== "0" && v !== "1") throw new InvalidArgumentError(`GPTQ_WEBGPU_DUMMY_RING=${v}: use 1 (unused writable bindings take stand-in buffers in turn) or 0 (one per binding index; the default)`);
+    return v === "1";
+  }
   /** per shader file: which binding indices are writable storage */
   private writable = new Map<string, boolean[]>();
   private lost: string | null = null;
@@ -272,7 +278,7 @@ export class WebGpuBackend implements Backend {
   private dummyFor(name: string, binding: number): GPUBuffer {
     const make = () => this.dev.createBuffer({ size: 16, usage: STORAGE });
     this.layout(name);
-    if (!this.dummyRing || !this.writable.get(name)![binding]) return (this.dummies[binding] ??= make());
+    if (!this.writable.get(name)![binding] || !this.dummyRing) return (this.dummies[binding] ??= make());
     const i = this.wdummyNext++ % WDUMMIES;
     return (this.wdummies[i] ??= make());
   }
