@@ -107,7 +107,7 @@ export class WebGpuBackend implements Backend {
   private dummies: GPUBuffer[] = [];
   private wdummies: GPUBuffer[] = [];
   private wdummyNext = 0;
-  /** GPTQ_WEBGPU_DUMMY_RING, read at each new bind group (as the GEMV knobs are at each call) */
+  /** GPTQ_WEBGPU_DUMMY_RING, read at each dispatch that binds a stand-in for an unused writable output (as the GEMV knobs are read at each call) */
   private get dummyRing(): boolean {
     const v = process.env.GPTQ_WEBGPU_DUMMY_RING;
     if (v !== undefined && v !== "0" && v !== "1") throw new InvalidArgumentError(`GPTQ_WEBGPU_DUMMY_RING=${v}: use 1 (unused writable bindings take stand-in buffers in turn) or 0 (one per binding index; the default)`);

@@ -209,6 +209,11 @@ async function checkAddNormed(be: Backend, oracle: Backend) {
 }
 
 const WEBGPU = (await gpuBackends()).find((b) => b.name === "webgpu");
+/** a test of the WebGPU backend alone, skipped (with the probe's reason in its name) where it is unavailable */
+function webgpuTest(label: string, body: (be: Backend) => void | Promise<void>, timeout?: number): void {
+  if (WEBGPU?.backend) test(`webgpu: ${label}`, () => body(WEBGPU.backend!), timeout);
+  else test.skip(`webgpu: ${label} [webgpu unavailable: ${WEBGPU?.reason ?? "not selected"}]`, () => {});
+}
 
 describe("quant_matmul", () => {
   test("cpu vs float64 dequantized product", async () => check(await cpu()), 60_000);
@@ -216,8 +221,8 @@ describe("quant_matmul", () => {
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
   eachGpuBackend("a NaN or an infinity in x reaches its row's outputs (every shader variant)", (be) => eachShaderVariant(be, () => checkNonFinite(be)));
   eachGpuBackend("vs cpu, long inputs split across workgroups (every shader variant)", (be, c) => eachShaderVariant(be, () => checkLong(be, c)));
-  (WEBGPU?.backend ? test : test.skip)(`webgpu: a bad GEMV knob is an error that names it${WEBGPU?.backend ? "" : ` [webgpu unavailable: ${WEBGPU?.reason ?? "not selected"}]`}`, () => {
-    const be = WEBGPU!.backend!, c = randomQuant(rng(), 4, 256, 64, 128, false, true);
+  webgpuTest("a bad GEMV knob is an error that names it", (be) => {
+    const c = randomQuant(rng(), 4, 256, 64, 128, false, true);
     const w = be.prepareQuantWeight(c.spec), x = be.upload(randn(256, rng()), [1, 256], "f32");
     process.env.GPTQ_WEBGPU_QV_PIPE = "2";
     try {
@@ -228,8 +233,7 @@ describe("quant_matmul", () => {
     be.free(w);
     be.free(x);
   });
-  (WEBGPU?.backend ? test : test.skip)(`webgpu: unused writable bindings on rotating stand-ins (GPTQ_WEBGPU_DUMMY_RING=1) vs cpu; a bad value names the knob${WEBGPU?.backend ? "" : ` [webgpu unavailable: ${WEBGPU?.reason ?? "not selected"}]`}`, async () => {
-    const be = WEBGPU!.backend!;
+  webgpuTest("unused writable bindings on rotating stand-ins (GPTQ_WEBGPU_DUMMY_RING=1) vs cpu; a bad value names the knob", async (be) => {
     process.env.GPTQ_WEBGPU_DUMMY_RING = "1";
     try {
       await check(be, await cpu());
