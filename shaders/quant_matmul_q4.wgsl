@@ -263,8 +263,13 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
 override XR: u32 = 512u;
 // PIPE: 1 = the pipelined main loop where the k ranges allow it (see dp4_gemv), 0 = always the per-group loop (A/B)
 override PIPE: u32 = 1u;
+// XREG: 1 = no staging (one row of x): each thread turns the packed rows of x it reads into integers itself, as
+// the staging would (the same values), from x through the caches: no barrier before the main loop, at the cost
+// of that work repeated by the p.cq threads of a k-lane; 0 = staged once per workgroup (above)
+override XREG: u32 = 0u;
 var<workgroup> xqs: array<vec4<u32>, XR * MR>;  // [m][packed row of the split] bytes as above
 var<workgroup> xrf: array<vec2<f32>, XR * MR>;  // [m][packed row] (sx, sx·Σ xi)
+var<private> xs0: u32;  // (XREG) the split's first packed row
 
 const XMAX = 32639.0;  // 127·256 + 127
 const NIB = vec4<u32>(0x0F0F0F0Fu);
@@ -282,14 +287,45 @@ fn xrow(m: u32, r: u32) -> array<f32, 8> {
   return array<f32, 8>(u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w);
 }
 
+// a packed row of x (its 8 inputs v) as integers: the row's largest |x| as bits (integer order is float order for
+// |x|, and NaN lies above infinity), the integers against it as bytes (above), its scale (NaN where it holds a NaN
+// or an infinity) and sx·Σ xi
+struct XQ { v: vec4<u32>, f: vec2<f32> }
+fn xq_row(v: array<f32, 8>) -> XQ {
+  var b = 0u;
+  for (var j = 0u; j < 8u; j++) { b = max(b, bitcast<u32>(v[j]) & 0x7FFFFFFFu); }
+  let inv = select(0.0, XMAX / bitcast<f32>(b), b < 0x7F800000u && b != 0u);
+  var hi: array<i32, 8>;
+  var lo: array<i32, 8>;
+  var s = 0i;
+  for (var j = 0u; j < 8u; j++) {
+    let xi = clamp(i32(round(v[j] * inv)), -32639i, 32639i);
+    hi[j] = (xi + 128i) >> 8u;
+    lo[j] = xi - 256i * hi[j];
+    s += xi;
+  }
+  let sx = select(bitcast<f32>(b) / XMAX, bitcast<f32>(b | 0x00400000u), b >= 0x7F800000u);
+  return XQ(vec4<u32>(pack4xI8(vec4<i32>(hi[0], hi[2], hi[4], hi[6])), pack4xI8(vec4<i32>(hi[1], hi[3], hi[5], hi[7])),
+                      pack4xI8(vec4<i32>(lo[0], lo[2], lo[4], lo[6])), pack4xI8(vec4<i32>(lo[1], lo[3], lo[5], lo[7]))),
+            vec2<f32>(sx, f32(s) * sx));
+}
+
 // packed row i of the split (word w, 4 columns) into the group's sums ga, gx, per row m of x
 fn row_f(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, vec4<f32>>, w: vec4<u32>, i: u32) {
   let e = w & NIB;
   let o = (w >> vec4<u32>(4u)) & NIB;
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
-      let v = xqs[m * XR + i];
-      let f = xrf[m * XR + i];
+      var v: vec4<u32>;
+      var f: vec2<f32>;
+      if (XREG == 1u) {
+        let q = xq_row(xrow(m, xs0 + i));
+        v = q.v;
+        f = q.f;
+      } else {
+        v = xqs[m * XR + i];
+        f = xrf[m * XR + i];
+      }
       let h = vec4<i32>(dot4I8Packed(e.x, v.x) + dot4I8Packed(o.x, v.y), dot4I8Packed(e.y, v.x) + dot4I8Packed(o.y, v.y),
                         dot4I8Packed(e.z, v.x) + dot4I8Packed(o.z, v.y), dot4I8Packed(e.w, v.x) + dot4I8Packed(o.w, v.y));
       let l = vec4<i32>(dot4I8Packed(e.x, v.z) + dot4I8Packed(o.x, v.w), dot4I8Packed(e.y, v.z) + dot4I8Packed(o.y, v.w),
@@ -352,35 +388,23 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
   }
   var wn: array<vec4<u32>, 8>;
   if (pipe && ra < rb) { wn = load8(ra * N4 + nc - p.qbase, N4); }
-  // x of the split, a packed row per thread at a time (its first, pipelined its first two, loaded up front): the
-  // row's largest |x| as bits (integer order is float order for |x|, and NaN lies above infinity), the integers
-  // against it, its scale (NaN where it holds a NaN or an infinity) and Σ x
+  // x of the split staged (XREG = 0), a packed row per thread at a time (its first, pipelined its first two,
+  // loaded up front), through xq_row
+  xs0 = s0;
   var v0: array<f32, 8>;
   var v1: array<f32, 8>;
-  if (li < nx) { v0 = xrow(li / nr, s0 + li % nr); }
-  if (pipe && li + 256u < nx) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
-  for (var i = li; i < nx; i += 256u) {
+  let nxs = select(nx, 0u, XREG == 1u);
+  if (li < nxs) { v0 = xrow(li / nr, s0 + li % nr); }
+  if (pipe && li + 256u < nxs) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
+  for (var i = li; i < nxs; i += 256u) {
     var v = v0;
     if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(i / nr, s0 + i % nr); }
-    var b = 0u;
-    for (var j = 0u; j < 8u; j++) { b = max(b, bitcast<u32>(v[j]) & 0x7FFFFFFFu); }
-    let inv = select(0.0, XMAX / bitcast<f32>(b), b < 0x7F800000u && b != 0u);
-    var hi: array<i32, 8>;
-    var lo: array<i32, 8>;
-    var s = 0i;
-    for (var j = 0u; j < 8u; j++) {
-      let xi = clamp(i32(round(v[j] * inv)), -32639i, 32639i);
-      hi[j] = (xi + 128i) >> 8u;
-      lo[j] = xi - 256i * hi[j];
-      s += xi;
-    }
+    let q = xq_row(v);
     let at = (i / nr) * XR + i % nr;
-    xqs[at] = vec4<u32>(pack4xI8(vec4<i32>(hi[0], hi[2], hi[4], hi[6])), pack4xI8(vec4<i32>(hi[1], hi[3], hi[5], hi[7])),
-                        pack4xI8(vec4<i32>(lo[0], lo[2], lo[4], lo[6])), pack4xI8(vec4<i32>(lo[1], lo[3], lo[5], lo[7])));
-    let sx = select(bitcast<f32>(b) / XMAX, bitcast<f32>(b | 0x00400000u), b >= 0x7F800000u);
-    xrf[at] = vec2<f32>(sx, f32(s) * sx);
+    xqs[at] = q.v;
+    xrf[at] = q.f;
   }
-  workgroupBarrier();
+  if (XREG == 0u) { workgroupBarrier(); }
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
   var ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
   var gx = vec4<f32>(0.0);

@@ -77,6 +77,28 @@ const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
 const bindingLimitOk = (v: number) => Number.isInteger(v) && v >= 1024 && v % 256 === 0;
 const MiB = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
+/**
+ * GPTQ_WEBGPU_QV_CQ: the streaming GEMVs' column quads per workgroup, for every weight ("8") or per shape
+ * ("4096x4096:4,11008x4096:8", K x N; shapes not listed keep the default): the value for K x N, or undefined
+ */
+function columnQuadsKnob(v: string | undefined, K: number, N: number): number | undefined {
+  if (!v) return undefined;
+  const ok = (c: string) => ["1", "2", "4", "8", "16", "32"].includes(c);
+  const bad = (why: string) => new InvalidArgumentError(`GPTQ_WEBGPU_QV_CQ=${v}: ${why}; use one count for every weight (e.g. 8) or KxN:count pairs (e.g. 4096x4096:4,11008x4096:8)`);
+  if (!v.includes(":")) {
+    if (!ok(v)) throw bad("column quads per workgroup must be 1, 2, 4, 8, 16 or 32");
+    return Number(v);
+  }
+  let hit: number | undefined;
+  for (const item of v.split(",")) {
+    const m = /^(\d+)x(\d+):(\d+)$/.exec(item.trim());
+    if (!m) throw bad(`"${item}" is not KxN:count`);
+    if (!ok(m[3]!)) throw bad(`"${item}": column quads per workgroup must be 1, 2, 4, 8, 16 or 32`);
+    if (Number(m[1]) === K && Number(m[2]) === N) hit = Number(m[3]);
+  }
+  return hit;
+}
+
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   private pipelines = new Map<string, GPUComputePipeline>();
@@ -896,8 +918,7 @@ export class WebGpuBackend implements Backend {
       // 32 columns per workgroup (8 column quads x 32 k-lanes) for wide weights, 16 (4 x 64) for narrow ones;
       // the k range split only when there are too few column blocks for the device (GPTQ_WEBGPU_QV_WGS, default
       // 256 workgroups), keeping >= 8 packed rows per k-lane
-      const envCq = process.env.GPTQ_WEBGPU_QV_CQ, envWgs = process.env.GPTQ_WEBGPU_QV_WGS;
-      if (envCq && ![1, 2, 4, 8, 16, 32].includes(Number(envCq))) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_CQ=${envCq}: column quads per workgroup must be 1, 2, 4, 8, 16 or 32`);
+      const envCq = columnQuadsKnob(process.env.GPTQ_WEBGPU_QV_CQ, K, N), envWgs = process.env.GPTQ_WEBGPU_QV_WGS;
       if (envWgs && !(Number.isInteger(Number(envWgs)) && Number(envWgs) > 0)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_WGS=${envWgs}: the target workgroup count must be a positive integer`);
       // The integer GEMV: short inputs (<= 512 packed rows) as many column quads as leave target / 2 column
       // blocks, so that there is no split (no q4_reduce dispatch); long ones 32 quads and a split (its workgroups
@@ -905,7 +926,7 @@ export class WebGpuBackend implements Backend {
       // quads, 10.5 with 32 (8 splits); down 11008x4096 13.1 with 32 (8 splits), 19.7 with 8 (no split).
       const target = Number(envWgs) || 256;
       const fit = 2 ** Math.floor(Math.log2(Math.max(1, N4 / (target / 2))));
-      cq = Number(envCq) || (dot4 ? (rows <= 512 ? Math.min(32, Math.max(4, fit)) : 32) : N4 / 8 >= 256 ? 8 : 4);
+      cq = envCq ?? (dot4 ? (rows <= 512 ? Math.min(32, Math.max(4, fit)) : 32) : N4 / 8 >= 256 ? 8 : 4);
       colGroups = Math.ceil(N4 / cq);
       const maxSplit = Math.max(1, Math.floor(rows / (8 * (256 / cq))));
       const ks0 = colGroups >= target / 2 ? 1 : Math.min(maxSplit, Math.ceil(target / colGroups));
@@ -939,6 +960,9 @@ export class WebGpuBackend implements Backend {
     const envPipe = process.env.GPTQ_WEBGPU_QV_PIPE;
     if (envPipe !== undefined && !["0", "1"].includes(envPipe)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_PIPE=${envPipe}: use 0 (the integer GEMV's per-group loop everywhere, for A/B) or 1 (the pipelined loop where the k ranges allow it; the default)`);
     const pipe = envPipe !== "0";
+    const envXreg = process.env.GPTQ_WEBGPU_QV_XREG;
+    if (envXreg !== undefined && !["0", "1"].includes(envXreg)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_XREG=${envXreg}: use 1 (the integer GEMV without staging: each thread turns the rows of x it reads into integers itself) or 0 (x staged once per workgroup; the default)`);
+    const xreg = dot4 && envXreg === "1";
     if (dot4 && pipe && rps < rows) {
       const unit = 8 * (256 / cq), lim = Math.min(cap, Q.size > this.maxBinding ? Math.floor((this.maxBinding - this.align) / (N * 4)) : rows);
       const up = Math.ceil(rps / unit) * unit, down = Math.floor(rps / unit) * unit;
@@ -959,7 +983,7 @@ export class WebGpuBackend implements Backend {
       const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
       const out = [part?.buf ?? this.dummy, this.b(y)];
       if (dot4) {
-        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xr, PIPE: pipe ? 1 : 0 });
+        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xreg ? 8 : xr, PIPE: pipe ? 1 : 0, XREG: xreg ? 1 : 0 });
       } else {
         params[10] = k0;
         params[11] = qv.base / 4;
