@@ -292,22 +292,21 @@ fn xrow(m: u32, r: u32) -> array<f32, 8> {
 // or an infinity) and sx·Σ xi
 struct XQ { v: vec4<u32>, f: vec2<f32> }
 fn xq_row(v: array<f32, 8>) -> XQ {
-  var b = 0u;
-  for (var j = 0u; j < 8u; j++) { b = max(b, bitcast<u32>(v[j]) & 0x7FFFFFFFu); }
+  let e = vec4<f32>(v[0], v[2], v[4], v[6]);  // even inputs (the order of a word's low nibbles), then odd
+  let o = vec4<f32>(v[1], v[3], v[5], v[7]);
+  let m2 = max(bitcast<vec4<u32>>(e) & vec4<u32>(0x7FFFFFFFu), bitcast<vec4<u32>>(o) & vec4<u32>(0x7FFFFFFFu));
+  let b = max(max(m2.x, m2.y), max(m2.z, m2.w));
   let inv = select(0.0, XMAX / bitcast<f32>(b), b < 0x7F800000u && b != 0u);
-  var hi: array<i32, 8>;
-  var lo: array<i32, 8>;
-  var s = 0i;
-  for (var j = 0u; j < 8u; j++) {
-    let xi = clamp(i32(round(v[j] * inv)), -32639i, 32639i);
-    hi[j] = (xi + 128i) >> 8u;
-    lo[j] = xi - 256i * hi[j];
-    s += xi;
-  }
+  let lim = vec4<i32>(32639i);
+  let xe = clamp(vec4<i32>(round(e * inv)), -lim, lim);
+  let xo = clamp(vec4<i32>(round(o * inv)), -lim, lim);
+  // hi = (xi + 128) >> 8 in [−127, 127]; lo = xi − 256·hi has xi's low byte, all pack4xI8 keeps of it
+  let he = (xe + vec4<i32>(128i)) >> vec4<u32>(8u);
+  let ho = (xo + vec4<i32>(128i)) >> vec4<u32>(8u);
+  let t = xe + xo;
+  let s = (t.x + t.y) + (t.z + t.w);
   let sx = select(bitcast<f32>(b) / XMAX, bitcast<f32>(b | 0x00400000u), b >= 0x7F800000u);
-  return XQ(vec4<u32>(pack4xI8(vec4<i32>(hi[0], hi[2], hi[4], hi[6])), pack4xI8(vec4<i32>(hi[1], hi[3], hi[5], hi[7])),
-                      pack4xI8(vec4<i32>(lo[0], lo[2], lo[4], lo[6])), pack4xI8(vec4<i32>(lo[1], lo[3], lo[5], lo[7]))),
-            vec2<f32>(sx, f32(s) * sx));
+  return XQ(vec4<u32>(pack4xI8(he), pack4xI8(ho), pack4xI8(xe), pack4xI8(xo)), vec2<f32>(sx, f32(s) * sx));
 }
 
 // packed row i of the split (word w, 4 columns) into the group's sums ga, gx, per row m of x

@@ -265,12 +265,13 @@ describe("quant_matmul", () => {
     const feats = (be as unknown as { shaderFeatures: { dot4: boolean } }).shaderFeatures;
     if (!feats.dot4) return void console.warn("no packed 4x8 integer dot products on this adapter: nothing to compare");
     const r = rng();
-    // one split / nine splits (the last short), act-order, groups ending mid-batch; M = 1 and 3
+    // one split / nine splits (the last short), act-order, groups ending mid-batch; M = 1 and 3; small and large x
     for (const [K, N, gs, actOrder] of [[4096, 64, 128, false], [8320, 96, 128, false], [4096, 64, 64, true], [4608, 64, 96, false]] as const) {
       const c = randomQuant(r, 4, K, N, gs, actOrder, true);
       const w = be.prepareQuantWeight(c.spec);
-      for (const M of [1, 3]) {
-        const x = be.upload(randn(M * K, r), [M, K], "f32");
+      for (const M of [1, 3]) for (const mag of [1, 1e-3, 3e4]) {
+        // (an outlier every 97 inputs: rows of x with one large value)
+        const x = be.upload(randn(M * K, r).map((v, i) => (i % 97 === 5 ? v * 1e3 : v) * mag), [M, K], "f32");
         const run = async (xreg: string) => {
           process.env.GPTQ_WEBGPU_QV_XREG = xreg;
           process.env.GPTQ_WEBGPU_GEMV = "i"; // (the integer GEMV for M = 3 too)
