@@ -263,13 +263,8 @@ fn q4_gemv_s(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
 override XR: u32 = 512u;
 // PIPE: 1 = the pipelined main loop where the k ranges allow it (see dp4_gemv), 0 = always the per-group loop (A/B)
 override PIPE: u32 = 1u;
-// XREG: 1 = no staging (one row of x): each thread turns the packed rows of x it reads into integers itself, as
-// the staging would (the same values), from x through the caches: no barrier before the main loop, at the cost
-// of that work repeated by the p.cq threads of a k-lane; 0 = staged once per workgroup (above)
-override XREG: u32 = 0u;
 var<workgroup> xqs: array<vec4<u32>, XR * MR>;  // [m][packed row of the split] bytes as above
 var<workgroup> xrf: array<vec2<f32>, XR * MR>;  // [m][packed row] (sx, sx·Σ xi)
-var<private> xs0: u32;  // (XREG) the split's first packed row
 
 const XMAX = 32639.0;  // 127·256 + 127
 const NIB = vec4<u32>(0x0F0F0F0Fu);
@@ -315,16 +310,8 @@ fn row_f(ga: ptr<function, array<vec4<f32>, 4>>, gx: ptr<function, vec4<f32>>, w
   let o = (w >> vec4<u32>(4u)) & NIB;
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
-      var v: vec4<u32>;
-      var f: vec2<f32>;
-      if (XREG == 1u) {
-        let q = xq_row(xrow(m, xs0 + i));
-        v = q.v;
-        f = q.f;
-      } else {
-        v = xqs[m * XR + i];
-        f = xrf[m * XR + i];
-      }
+      let v = xqs[m * XR + i];
+      let f = xrf[m * XR + i];
       let h = vec4<i32>(dot4I8Packed(e.x, v.x) + dot4I8Packed(o.x, v.y), dot4I8Packed(e.y, v.x) + dot4I8Packed(o.y, v.y),
                         dot4I8Packed(e.z, v.x) + dot4I8Packed(o.z, v.y), dot4I8Packed(e.w, v.x) + dot4I8Packed(o.w, v.y));
       let l = vec4<i32>(dot4I8Packed(e.x, v.z) + dot4I8Packed(o.x, v.w), dot4I8Packed(e.y, v.z) + dot4I8Packed(o.y, v.w),
@@ -387,15 +374,15 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
   }
   var wn: array<vec4<u32>, 8>;
   if (pipe && ra < rb) { wn = load8(ra * N4 + nc - p.qbase, N4); }
-  // x of the split staged (XREG = 0), a packed row per thread at a time (its first, pipelined its first two,
-  // loaded up front), through xq_row
-  xs0 = s0;
+  // x of the split staged, a packed row per thread at a time (its first, pipelined its first two, loaded up
+  // front), through xq_row. (Measured and dropped: no staging, each thread converting the rows it reads itself,
+  // 128.1 us against 68.2 on an H100: the conversion repeated by the p.cq threads of a k-lane costs more than the
+  // barrier it saves)
   var v0: array<f32, 8>;
   var v1: array<f32, 8>;
-  let nxs = select(nx, 0u, XREG == 1u);
-  if (li < nxs) { v0 = xrow(li / nr, s0 + li % nr); }
-  if (pipe && li + 256u < nxs) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
-  for (var i = li; i < nxs; i += 256u) {
+  if (li < nx) { v0 = xrow(li / nr, s0 + li % nr); }
+  if (pipe && li + 256u < nx) { v1 = xrow((li + 256u) / nr, s0 + (li + 256u) % nr); }
+  for (var i = li; i < nx; i += 256u) {
     var v = v0;
     if (pipe && i == li + 256u) { v = v1; } else if (i != li) { v = xrow(i / nr, s0 + i % nr); }
     let q = xq_row(v);
@@ -403,7 +390,7 @@ fn dp4_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
     xqs[at] = q.v;
     xrf[at] = q.f;
   }
-  if (XREG == 0u) { workgroupBarrier(); }
+  workgroupBarrier();
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
   var ga = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
   var gx = vec4<f32>(0.0);

@@ -88,20 +88,16 @@ export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) 
 /**
  * Runs body once per shader variant the backend can switch between, so that feature paths and their fallbacks
  * are all tested (WebGPU: "dot4", the integer-dot GEMV for every slab of 1-4 rows, where WGSL has
- * dot4I8Packed; "dot4 unstaged", the same with each thread turning x into integers itself
- * (GPTQ_WEBGPU_QV_XREG=1); "f16" with shader-f16 where the device has it; "f32", neither).
+ * dot4I8Packed; "f16" with shader-f16 where the device has it; "f32", neither).
  */
 export async function eachShaderVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
   type F = { f16?: boolean; dot4?: boolean };
   const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures;
-  const knobs = ["GPTQ_WEBGPU_GEMV", "GPTQ_WEBGPU_QV_XREG"] as const;
-  const saved = knobs.map((k) => process.env[k]);
-  const setEnv = (vals: (string | undefined)[]) => knobs.forEach((k, i) => (vals[i] === undefined ? delete process.env[k] : (process.env[k] = vals[i])));
-  const variants: { name: string; f: Required<F>; env?: (string | undefined)[] }[] = [
-    { name: "dot4", f: { f16: true, dot4: true }, env: ["i", saved[1]] },
-    { name: "dot4 unstaged", f: { f16: true, dot4: true }, env: ["i", "1"] },
+  const before = w.shaderFeatures, env = process.env.GPTQ_WEBGPU_GEMV;
+  const setGemv = (v: string | undefined) => (v === undefined ? delete process.env.GPTQ_WEBGPU_GEMV : (process.env.GPTQ_WEBGPU_GEMV = v));
+  const variants: { name: string; f: Required<F>; gemv?: string }[] = [
+    { name: "dot4", f: { f16: true, dot4: true }, gemv: "i" },
     { name: "f16", f: { f16: true, dot4: false } },
     { name: "f32", f: { f16: false, dot4: false } },
   ];
@@ -109,8 +105,8 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
     for (const v of variants) {
       w.useShaderFeatures(v.f);
       const got = w.shaderFeatures;
-      if ((v.name.startsWith("dot4") && !got.dot4) || (v.name === "f16" && !got.f16)) continue; // the device lacks it
-      setEnv(v.env ?? saved);
+      if ((v.name === "dot4" && !got.dot4) || (v.name === "f16" && !got.f16)) continue; // the device lacks it
+      setGemv(v.gemv ?? env);
       try {
         await body(v.name);
       } catch (e) {
@@ -120,7 +116,7 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
     }
   } finally {
     w.useShaderFeatures(before);
-    setEnv(saved);
+    setGemv(env);
   }
 }
 

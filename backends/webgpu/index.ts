@@ -960,9 +960,6 @@ export class WebGpuBackend implements Backend {
     const envPipe = process.env.GPTQ_WEBGPU_QV_PIPE;
     if (envPipe !== undefined && !["0", "1"].includes(envPipe)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_PIPE=${envPipe}: use 0 (the integer GEMV's per-group loop everywhere, for A/B) or 1 (the pipelined loop where the k ranges allow it; the default)`);
     const pipe = envPipe !== "0";
-    const envXreg = process.env.GPTQ_WEBGPU_QV_XREG;
-    if (envXreg !== undefined && !["0", "1"].includes(envXreg)) throw new InvalidArgumentError(`GPTQ_WEBGPU_QV_XREG=${envXreg}: use 1 (the integer GEMV without staging: each thread turns the rows of x it reads into integers itself) or 0 (x staged once per workgroup; the default)`);
-    const xreg = dot4 && envXreg === "1";
     if (dot4 && pipe && rps < rows) {
       const unit = 8 * (256 / cq), lim = Math.min(cap, Q.size > this.maxBinding ? Math.floor((this.maxBinding - this.align) / (N * 4)) : rows);
       const up = Math.ceil(rps / unit) * unit, down = Math.floor(rps / unit) * unit;
@@ -983,7 +980,7 @@ export class WebGpuBackend implements Backend {
       const qv = this.view(Q, r0 * N, (r1 - r0) * N); // u32 elements; its base is a multiple of 64
       const out = [part?.buf ?? this.dummy, this.b(y)];
       if (dot4) {
-        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xreg ? 8 : xr, PIPE: pipe ? 1 : 0, XREG: xreg ? 1 : 0 });
+        this.run("quant_matmul_q4", "dp4_gemv", [xb, qv.bind, h.scales.buf, h.zeros.buf, f.perm?.buf ?? this.dummy, bias ?? this.dummy, ...out], [mm, K, N, f.gs, ks, rps, bias ? 1 : 0, f.perm ? 1 : 0, 0, m0, k0, qv.base / 4, cq, 0], [colGroups, nk], { MR: mm, XR: xr, PIPE: pipe ? 1 : 0 });
       } else {
         params[10] = k0;
         params[11] = qv.base / 4;
