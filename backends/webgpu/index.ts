@@ -81,7 +81,7 @@ const MiB = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b
  * GPTQ_WEBGPU_QV_CQ: the streaming GEMVs' column quads per workgroup, for every weight ("8") or per shape
  * ("4096x4096:4,11008x4096:8", K x N; shapes not listed keep the default): the value for K x N, or undefined
  */
-function columnQuadsKnob(v: string | undefined, K: number, N: number): number | undefined {
+export function columnQuadsKnob(v: string | undefined, K: number, N: number): number | undefined {
   if (!v) return undefined;
   const ok = (c: string) => ["1", "2", "4", "8", "16", "32"].includes(c);
   const bad = (why: string) => new InvalidArgumentError(`GPTQ_WEBGPU_QV_CQ=${v}: ${why}; use one count for every weight (e.g. 8) or KxN:count pairs (e.g. 4096x4096:4,11008x4096:8)`);

@@ -4,6 +4,7 @@ import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, gpuBackends, r
 import type { Backend } from "../../src/backend.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { randomQuant, type QuantCase as Case } from "../synthetic.ts";
+import { columnQuadsKnob } from "../../backends/webgpu/index.ts";
 
 function ref(x: Float32Array, c: Case, M: number, bias: Float32Array | null): Float64Array {
   const { inFeatures: K, outFeatures: N } = c.spec;
@@ -241,12 +242,29 @@ describe("quant_matmul", () => {
     be.free(w);
     be.free(x);
   });
+  test("GPTQ_WEBGPU_QV_CQ: one count for every weight, or per shape (KxN:count), the others keeping the default", () => {
+    expect(columnQuadsKnob(undefined, 4096, 4096)).toBeUndefined();
+    expect(columnQuadsKnob("8", 11008, 4096)).toBe(8);
+    expect(columnQuadsKnob("4096x4096:4,11008x4096:8", 11008, 4096)).toBe(8);
+    expect(columnQuadsKnob("4096x4096:4, 11008x4096:8", 4096, 4096)).toBe(4);
+    expect(columnQuadsKnob("4096x4096:4,11008x4096:8", 4096, 12288)).toBeUndefined();
+    expect(() => columnQuadsKnob("3", 1, 1)).toThrow(/GPTQ_WEBGPU_QV_CQ=3: column quads per workgroup must be/);
+    expect(() => columnQuadsKnob("4096x4096:4,oops", 1, 1)).toThrow(/"oops" is not KxN:count/);
+  });
   webgpuTest("column quads per workgroup set per shape (GPTQ_WEBGPU_QV_CQ=KxN:count,...) vs cpu", async (be) => {
     const r = rng(), oracle = await cpu();
     for (const [K, N, cqs] of [[4096, 192, "4096x192:16"], [8320, 96, "8320x96:8,64x64:32"], [256, 64, "999x64:2"]] as const) {
       const c = randomQuant(r, 4, K, N, 128, false, true);
       const x = randn(K, r);
-      const run = async (B: Backend) => dl(B.quantMatmul(B.upload(x, [1, K], "f32"), B.prepareQuantWeight(c.spec)));
+      const run = async (B: Backend) => {
+        const w = B.prepareQuantWeight(c.spec), xt = B.upload(x, [1, K], "f32");
+        try {
+          return await dl(B.quantMatmul(xt, w));
+        } finally {
+          B.free(w);
+          B.free(xt);
+        }
+      };
       process.env.GPTQ_WEBGPU_QV_CQ = cqs;
       try {
         expectClose(await run(be), await run(oracle), 2e-3, `quantMatmul K=${K} N=${N} GPTQ_WEBGPU_QV_CQ=${cqs}`);
