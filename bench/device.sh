@@ -5,6 +5,7 @@
 #   optest     some test files (OPTEST, default test/ops) for GPTQ_TEST_BACKENDS (default cuda; webgpu: NVIDIA's Vulkan)
 #   sanitize   the CUDA op tests under compute-sanitizer (memcheck)
 #   matmul     packed 4-bit matmul vs cuBLAS fp16 on the Llama-2-7B layer shapes (M = 1, 16, 64)
+#   arena      M = 1 (ARENA_MS) captured as a decode step is, GEMV outputs zeroed by each replay and not, alternating
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, qm4m at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128;
 #              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b)
@@ -68,6 +69,13 @@ for s in $stages; do
     bun gptq.ts bench matmul --backend cuda --m 1,16 --act-order --iters 200 | tee -a "$OUT/matmul.md"
     echo "-- GPTQ_BENCH_ARENA=1 (captured as a decode step is: programmatic dependent launch in force)" | tee -a "$OUT/matmul.md"
     GPTQ_BENCH_ARENA=1 bun gptq.ts bench matmul --backend cuda --m 1 --iters 200 | tee -a "$OUT/matmul.md" ;;
+  arena)  # M = 1 captured as a decode step is, the GEMV outputs zeroed by each replay (default) and not
+    # (GPTQ_QV_ZEROED=0: k splits summed by the last block or a cluster), alternating; ARENA_ARGS e.g. --per-shape
+    log arena
+    for i in 1 2; do for z in 1 0; do
+      echo "-- GPTQ_QV_ZEROED=$z"
+      GPTQ_QV_ZEROED=$z GPTQ_BENCH_ARENA=1 bun gptq.ts bench matmul --backend cuda --m ${ARENA_MS:-1} --iters 200 ${ARENA_ARGS:-}
+    done; done 2>&1 | tee "$OUT/arena.md" ;;
   ncu)
     log ncu
     # NCU_MS: which kernels (default both), NCU_ARGS: sections (default a summary; "--set full" for stall

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 7
+#define GQ_ABI_VERSION 8
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -35,9 +35,11 @@ int gq_host_free(void* host);
 int gq_query(int* busy);
 int gq_timer_start(void);
 int gq_timer_stop(float* ms);
-/* CUDA graphs: capture what is queued between begin and end, replay it with one launch */
+/* CUDA graphs: capture what is queued between begin and end, replay it with one launch. zero / zero_bytes
+   (optional): device memory set to zero at the start of every replay, before any captured work (one memset
+   node the graph's first nodes depend on) */
 int gq_graph_begin(void);
-int gq_graph_end(void** exec);
+int gq_graph_end(void** exec, void* zero, long long zero_bytes);
 int gq_graph_launch(void* exec);
 int gq_graph_free(void* exec);
 
@@ -109,6 +111,11 @@ int gq_qm_matmul4_add(float* y, const float* x, const float* u, const float* res
 int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* const* packed, const unsigned int* const* sz,
                               const float* const* bias, const int* Ns, const float* x, const int* perm, int M, int K,
                               int group_size, const float* nw, float eps);
+/* zero / bytes: device memory that is zero when the work queued from now on runs (a graph's range zeroed at each
+   replay, see gq_graph_end; NULL, 0: none). A GEMV (M <= 4) whose outputs all lie in it adds the sums of a k
+   split across blocks into them with float atomics (no partial sums, arrival counter or cluster; the last
+   bits of y may then differ between runs); GPTQ_QV_ZEROED=0: not. */
+int gq_qm_zeroed(void* zero, long long bytes);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);
 int gq_qm_dequant(float* w, const int* qweight, const float* scales, const float* zeros, const int* g_idx, int K, int N, int bits);

@@ -869,6 +869,18 @@ static QvArgs one_weight(float* y, const unsigned int* packed, const unsigned in
   a.u = u;
   return a;
 }
+// device memory known to be zero when the queued work runs (gq_qm_zeroed), and whether to use it
+// (GPTQ_QV_ZEROED=0: not; for A/B runs)
+static uintptr_t zero_lo = 0, zero_hi = 0;
+static bool zeroed_ok() {
+  static int on = -1;
+  if (on < 0) { const char* e = getenv("GPTQ_QV_ZEROED"); on = !(e && e[0] == '0'); }
+  return on && zero_lo < zero_hi;
+}
+static bool in_zeroed(const void* p, size_t bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return a >= zero_lo && a + bytes <= zero_hi;
+}
 // the GEMV (M <= 4) over one or more weights sharing x (see QvArgs)
 static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, int K, int gs) {
   const int N64 = a.ntot / 64, K16 = K / 16;
@@ -927,6 +939,10 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     atomics = env && *env ? atoi(env) != 0 : 1;
   }
   const bool inplace = atomics && a.res && a.res == a.s[0].y && a.count == 1;
+  // outputs known to be zero (gq_qm_zeroed: a graph arena's range that each replay zeroes first): a k split
+  // across blocks adds into them with atomics too, with the bias from the first k range (no residual)
+  bool zeroed = atomics && zeroed_ok() && !a.res;
+  for (int i = 0; i < a.count && zeroed; i++) zeroed = in_zeroed(a.s[i].y, (size_t)M * a.s[i].N * sizeof(float));
   const int slots = (int)(fit[vi] * sm_count() * (inplace ? awaves : waves));
   int ksplit = slots / N64;
   ksplit = ksplit < 1 ? 1 : ksplit;
@@ -945,8 +961,8 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
     clusters = gq::cc_major() < 9 ? 0 : env && *env ? atoi(env) : 2;
     clusters = clusters > 8 ? 8 : clusters < 0 ? 0 : clusters;
   }
-  const bool cluster = ksplit > 1 && ksplit <= clusters;
-  const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : inplace ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
+  const bool cluster = !zeroed && ksplit > 1 && ksplit <= clusters;
+  const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : inplace || zeroed ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
   const size_t smem = smem_for(spw, a.nw && !perm);
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
   // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
@@ -1072,6 +1088,12 @@ int gq_qm_matmul4_gated(float* y, const float* g, const float* u, const unsigned
   GQ_ARG(K % 16 == 0 && N % 64 == 0 && gs % 16 == 0, "matmul4_gated: needs K %% 16, N %% 64, group size %% 16");
   GQ_ARG(M >= 1 && M <= 4, "matmul4_gated: M = %d (the GEMV takes 1 to 4 rows)", M);
   return launch_gemv(one_weight(y, packed, sz, bias, N, u), g, perm, M, K, gs);
+}
+int gq_qm_zeroed(void* zero, long long bytes) {
+  GQ_ARG(bytes >= 0 && (zero || bytes == 0), "qm_zeroed: %lld bytes at %p", bytes, zero);
+  zero_lo = reinterpret_cast<uintptr_t>(zero);
+  zero_hi = zero_lo + (uintptr_t)bytes;
+  return GQ_OK;
 }
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros, const int* g_idx, const float* bias, int M, int K, int N, int bits) {
   GQ_CHECK_INIT();

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace gq {
 static thread_local char last_error[1024] = "";
@@ -195,12 +196,37 @@ int gq_graph_begin(void) {
   GQ_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
   return GQ_OK;
 }
-int gq_graph_end(void** exec) {
+// zero, zero_bytes: set to zero at the start of every replay (a memset node that every first node of the
+// captured work depends on: the kernels after it keep their programmatic dependencies on each other)
+static cudaError_t zero_first(cudaGraph_t g, void* zero, long long zero_bytes) {
+  size_t n = 0;
+  cudaError_t e = cudaGraphGetRootNodes(g, nullptr, &n);
+  if (e != cudaSuccess) return e;
+  std::vector<cudaGraphNode_t> roots(n);
+  if (n && (e = cudaGraphGetRootNodes(g, roots.data(), &n)) != cudaSuccess) return e;
+  cudaMemsetParams mp = {};
+  mp.dst = zero;
+  mp.value = 0;
+  mp.elementSize = 1;
+  mp.width = (size_t)zero_bytes;
+  mp.height = 1;
+  mp.pitch = 0;
+  cudaGraphNode_t m = nullptr;
+  if ((e = cudaGraphAddMemsetNode(&m, g, nullptr, 0, &mp)) != cudaSuccess) return e;
+  std::vector<cudaGraphNode_t> from(n, m);
+  return n ? cudaGraphAddDependencies(g, from.data(), roots.data(), nullptr, n) : cudaSuccess;
+}
+int gq_graph_end(void** exec, void* zero, long long zero_bytes) {
   GQ_CHECK_INIT();
   *exec = nullptr;
   cudaGraph_t g = nullptr;
   cudaError_t e = cudaStreamEndCapture(stream, &g);
   if (e != cudaSuccess) { cudaGetLastError(); return fail(GQ_ERR_CUDA, "graph capture failed: %s", cudaGetErrorString(e)); }
+  if (zero && zero_bytes > 0 && (e = zero_first(g, zero, zero_bytes)) != cudaSuccess) {
+    cudaGetLastError();
+    cudaGraphDestroy(g);
+    return fail(GQ_ERR_CUDA, "graph: the memset of %lld bytes before the captured work: %s", zero_bytes, cudaGetErrorString(e));
+  }
   cudaGraphExec_t x = nullptr;
   e = cudaGraphInstantiate(&x, g, 0);
   cudaGraphDestroy(g);

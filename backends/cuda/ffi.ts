@@ -30,7 +30,7 @@ export const symbols = {
   gq_timer_start: { args: [], returns: i32 },
   gq_timer_stop: { args: [P], returns: i32 },
   gq_graph_begin: { args: [], returns: i32 },
-  gq_graph_end: { args: [P], returns: i32 },
+  gq_graph_end: { args: [P, P, i64], returns: i32 },
   gq_graph_launch: { args: [P], returns: i32 },
   gq_graph_free: { args: [P], returns: i32 },
   gq_convert: { args: [P, P, i64, i32], returns: i32 },
@@ -68,12 +68,13 @@ export const symbols = {
   gq_qm_matmul4_gated: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul4_add: { args: [P, P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_matmul4_many_normed: { args: [i32, P, P, P, P, P, P, P, i32, i32, i32, P, f32], returns: i32 },
+  gq_qm_zeroed: { args: [P, i64], returns: i32 },
   gq_qm_matmul_generic: { args: [P, P, P, P, P, P, P, i32, i32, i32, i32], returns: i32 },
   gq_qm_dequant: { args: [P, P, P, P, P, i32, i32, i32], returns: i32 },
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

@@ -20,6 +20,8 @@ const cstr = (s: string) => Buffer.from(`${s}\0`);
 
 /** half: an fp16 twin of this f32 buffer (keepHalf), freed with it */
 interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean; half?: Buf }
+/** a bump allocator over one buffer, for the tensors made inside a graph capture */
+interface Arena { buf: Buf; off: number }
 
 class CudaTensor implements Tensor {
   constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
@@ -80,9 +82,11 @@ export class CudaBackend implements Backend {
   private readonly invFreqCache = new WeakMap<Float32Array, Buf>();
 
   /** set while a graph is being captured: buffers made inside, frees of outside buffers put off until the end */
-  private capture: { inside: Set<Buf>; deferred: Buf[]; arena: { buf: Buf; off: number } | null } | null = null;
+  private capture: { inside: Set<Buf>; deferred: Buf[]; arena: Arena | null; zeroed: Arena | null } | null = null;
   /** bytes the last capture took from its arena (the next one reserves that much, at least 32 MiB) */
   private arenaHint = 32 << 20;
+  /** likewise for the arena of GEMV outputs that each replay zeroes first (at least 8 MiB) */
+  private zeroedHint = 8 << 20;
 
   /** compute capability 8.0+: the packed matmul's tensor-core kernel (mma.sync m16n8k16, cp.async) for 5..64 rows */
   readonly tensorCoreMatmul: boolean;
@@ -96,9 +100,20 @@ export class CudaBackend implements Backend {
       // the tensors made inside come from an arena reserved before the capture (GPTQ_GRAPH_ARENA=0: stream-ordered
       // allocations, which become memory nodes of the graph): with no allocation node between two kernels, their
       // programmatic dependency (PDL) survives the capture. Past the arena's end, stream-ordered allocations.
+      // With the arena, the outputs of the GEMVs (at most 4 rows) come from a second one that every replay sets
+      // to zero before its first kernel (one memset node, the used part only): a GEMV whose k range is split
+      // across blocks then adds the blocks' sums into its output with atomics (see gq_qm_zeroed).
       const arena = opts.arena !== false && process.env.GPTQ_GRAPH_ARENA !== "0" ? { buf: this.alloc(this.arenaHint), off: 0 } : null;
-      this.check(this.lib.gq_graph_begin(), "graph capture");
-      const cap = (this.capture = { inside: new Set<Buf>(), deferred: [] as Buf[], arena });
+      const zeroed = arena ? { buf: this.alloc(this.zeroedHint), off: 0 } : null;
+      const freeArenas = () => { if (arena) this.release(arena.buf); if (zeroed) this.release(zeroed.buf); };
+      try {
+        this.check(this.lib.gq_graph_begin(), "graph capture");
+      } catch (e) {
+        freeArenas();
+        throw e;
+      }
+      if (zeroed) this.check(this.lib.gq_qm_zeroed(zeroed.buf.ptr, zeroed.buf.bytes), "qm_zeroed");
+      const cap = (this.capture = { inside: new Set<Buf>(), deferred: [] as Buf[], arena, zeroed });
       const exec = new BigUint64Array(1);
       let err: unknown = null;
       try {
@@ -106,7 +121,9 @@ export class CudaBackend implements Backend {
       } catch (e) {
         err = e;
       } finally {
-        const rc = this.lib.gq_graph_end(exec);
+        if (zeroed) this.lib.gq_qm_zeroed(null, 0);
+        const zbytes = zeroed ? Math.min(zeroed.off, zeroed.buf.bytes) : 0;
+        const rc = this.lib.gq_graph_end(exec, zbytes ? zeroed!.buf.ptr : null, zbytes);
         this.capture = null;
         for (const b of cap.deferred) this.release(b);
         if (!err && rc !== 0) err = new NativeError(`cuda graph: ${this.lib.gq_last_error()}`);
@@ -114,10 +131,11 @@ export class CudaBackend implements Backend {
       }
       const handle = Number(exec[0]) as Ptr;
       if (arena) this.arenaHint = Math.max(this.arenaHint, arena.off);
+      if (zeroed) this.zeroedHint = Math.max(this.zeroedHint, zeroed.off);
       if (err) {
         for (const b of cap.inside) b.freed = true; // graph memory that never existed outside the graph
         if (handle) this.lib.gq_graph_free(handle);
-        if (arena) this.release(arena.buf);
+        freeArenas();
         throw err;
       }
       let live = true;
@@ -129,7 +147,7 @@ export class CudaBackend implements Backend {
         free: () => {
           if (live) {
             this.lib.gq_graph_free(handle);
-            if (arena) this.release(arena.buf); // (stream-ordered: after the graph's last replay)
+            freeArenas(); // (stream-ordered: after the graph's last replay)
           }
           live = false;
         },
@@ -167,9 +185,12 @@ export class CudaBackend implements Backend {
   check(rc: number, what: string): void {
     if (rc !== 0) throw new NativeError(`cuda ${what}: ${this.lib.gq_last_error()}`);
   }
-  private alloc(bytes: number): Buf {
-    const ar = this.capture?.arena;
+  /** zeroedArena: inside a capture, from the arena that each replay zeroes first (GEMV outputs) */
+  private alloc(bytes: number, zeroedArena = false): Buf {
     const size = Math.ceil(Math.max(bytes, 1) / 256) * 256;
+    const z = zeroedArena ? this.capture?.zeroed : null;
+    if (z && z.off + size > z.buf.bytes) z.off += size; // (full: counted for the next capture, taken from the other)
+    const ar = z && z.off + size <= z.buf.bytes ? z : this.capture?.arena;
     if (ar && ar.off + size <= ar.buf.bytes) {
       const b: Buf = { ptr: (ar.buf.ptr + ar.off) as Ptr, bytes, freed: false, inGraph: true, arena: true };
       ar.off += size;
@@ -219,6 +240,10 @@ export class CudaBackend implements Backend {
   }
   private out(shape: readonly number[], dtype: DType = "f32"): Tensor {
     return this.empty(shape, dtype);
+  }
+  /** a GEMV's output (f32): inside a capture with arenas, zero at the start of each replay (see capture) */
+  private gemvOut(shape: readonly number[]): Tensor {
+    return this.capture?.zeroed ? this.wrap(shape, "f32", this.alloc(numel(shape) * 4, true)) : this.out(shape);
   }
 
   // ---------------- memory ----------------
@@ -534,7 +559,7 @@ export class CudaBackend implements Backend {
     const fusable = ws.length >= 1 && ws.length <= 3 && M <= 4 && x.shape[x.shape.length - 1] === K &&
       hs.every((h, i) => h.fast && ws[i]!.spec.inFeatures === K && h.groupSize === hs[0]!.groupSize && h.perm === hs[0]!.perm);
     if (!fusable) return null;
-    const ys = ws.map((w) => this.out([M, w.spec.outFeatures]));
+    const ys = ws.map((w) => this.gemvOut([M, w.spec.outFeatures]));
     const ptrs = (f: (i: number) => Ptr | null) => BigUint64Array.from(ws, (_, i) => BigInt(f(i) ?? 0));
     const args = [ws.length, ptrs((i) => this.p(ys[i]!)), ptrs((i) => hs[i]!.packed!.ptr), ptrs((i) => hs[i]!.sz!.ptr),
       biases?.some(Boolean) ? ptrs((i) => (biases[i] ? this.p(biases[i]!) : null)) : null,
@@ -581,7 +606,7 @@ export class CudaBackend implements Backend {
       this.free(act);
       return y;
     }
-    const y = this.out([M, N]);
+    const y = this.gemvOut([M, N]);
     this.check(this.lib.gq_qm_matmul4_gated(this.p(y), this.p(g), this.p(u), h.packed!.ptr, h.sz!.ptr, h.perm?.ptr ?? null, bias ? this.p(bias) : null, M, K, N, h.groupSize), "quant_matmul_gated (4-bit)");
     return y;
   }
@@ -590,7 +615,7 @@ export class CudaBackend implements Backend {
     const { inFeatures: K, outFeatures: N, bits } = w.spec;
     if (x.shape[x.shape.length - 1] !== K) throw new InvalidArgumentError(`quantMatmul: x ${shapeStr(x.shape)} does not end in in_features ${K}`);
     const M = numel(x.shape) / K;
-    const y = this.out([M, N]);
+    const y = h.fast && M <= 4 ? this.gemvOut([M, N]) : this.out([M, N]);
     const b = bias ? this.p(bias) : null;
     // the GEMV (M <= 4) runs on sm_75 too; the tensor-core kernel for more rows needs compute capability 8.0
     if (h.fast && (M <= 4 || (this.tensorCoreMatmul && M <= 64))) {

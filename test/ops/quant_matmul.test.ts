@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { cpu, dl, eachGpuBackend, eachShaderVariant, expectClose, gpuBackends, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
-import type { Tensor } from "../../src/tensor.ts";
+import { numel, type Tensor } from "../../src/tensor.ts";
 import { randomQuant, type QuantCase as Case } from "../synthetic.ts";
 import { columnQuadsKnob } from "../../backends/webgpu/index.ts";
 
@@ -209,6 +209,58 @@ async function checkAddNormed(be: Backend, oracle: Backend) {
   }
 }
 
+/**
+ * The GEMVs captured in a graph as decoding captures them (CUDA: their outputs come from an arena that each
+ * replay sets to zero first, so a k range split across blocks is added into y with atomics): quantMatmul,
+ * quantMatmulMany, quantMatmulManyNormed and quantMatmulGated at 1-4 rows, on shapes whose K is split across
+ * blocks (or, K = 96, not), against the CPU backend; each graph is replayed on two new inputs, so a replay that
+ * added onto the sums of the one before (its outputs not zeroed) shows. Results are copied into tensors made
+ * before the capture, which are poisoned (NaN) before each replay.
+ */
+async function checkCaptured(be: Backend, oracle: Backend) {
+  const r = rng();
+  const eps = 1e-5;
+  const cases = [[4096, [128, 64, 192], 128, false], [1024, [320, 64], 32, true], [2048, [64], 64, false], [96, [64, 128], 48, false]] as const;
+  for (const [K, Ns, gs, actOrder] of cases) {
+    const cs = Ns.map((N) => randomQuant(r, 4, K, N, gs, actOrder, true));
+    for (const c of cs) c.spec.gIdx = cs[0]!.spec.gIdx; // (weights sharing x share their permutation)
+    const ws = cs.map((c) => be.prepareQuantWeight(c.spec)), ows = cs.map((c) => oracle.prepareQuantWeight(c.spec));
+    for (const M of [1, 2, 3, 4]) {
+      const what = `M=${M} K=${K} Ns=${Ns.join(",")} gs=${gs} act=${actOrder}`;
+      const bias = randn(Ns[0]!, r), normW = randn(K, r);
+      const up = (B: Backend, a: Float32Array, shape: number[]) => B.upload(a, shape, "f32");
+      const [xT, uT, biasT, nwT] = [up(be, new Float32Array(M * K), [M, K]), up(be, new Float32Array(M * K), [M, K]), up(be, bias, [Ns[0]!]), up(be, normW, [K])];
+      const biases = ws.map((_, i) => (i === 0 ? biasT : undefined));
+      // outputs: plain, many (one per weight), normed (one per weight), gated
+      const outs = [Ns[0]!, ...Ns, ...Ns, Ns[0]!].map((N) => be.zeros([M, N], "f32"));
+      const g = be.graphs!.capture(() => {
+        const ys = [be.quantMatmul(xT, ws[0]!, biasT), ...be.quantMatmulMany!(xT, ws, biases)];
+        const normed = be.quantMatmulManyNormed!(xT, nwT, eps, ws, biases);
+        if (!normed) throw new Error(`quantMatmulManyNormed ${what}: null for 4-bit weights and <= 4 rows`);
+        ys.push(...normed, be.quantMatmulGated!(xT, uT, ws[0]!, biasT));
+        ys.forEach((y, i) => { be.writeRows(outs[i]!, y, 0); be.free(y); });
+      });
+      for (const replay of [1, 2]) {
+        const x = randn(M * K, r, 2), u = randn(M * K, r);
+        be.graphs!.write(xT, x);
+        be.graphs!.write(uT, u);
+        for (const o of outs) be.graphs!.write(o, new Float32Array(numel(o.shape)).fill(NaN));
+        g.replay();
+        const [ox, ou, ob] = [up(oracle, x, [M, K]), up(oracle, u, [M, K]), up(oracle, bias, [Ns[0]!])];
+        const ob2 = ows.map((_, i) => (i === 0 ? ob : undefined));
+        const h = oracle.rmsNorm(ox, up(oracle, normW, [K]), eps);
+        const want = [oracle.quantMatmul(ox, ows[0]!, ob), ...ows.map((w, i) => oracle.quantMatmul(ox, w, ob2[i])),
+          ...ows.map((w, i) => oracle.quantMatmul(h, w, ob2[i])), oracle.quantMatmul(oracle.siluMul(ox, ou), ows[0]!, ob)];
+        const names = ["quantMatmul", ...Ns.map((_, i) => `quantMatmulMany weight ${i}`), ...Ns.map((_, i) => `quantMatmulManyNormed weight ${i}`), "quantMatmulGated"];
+        for (let i = 0; i < outs.length; i++) expectClose(await dl(outs[i]!), await dl(want[i]!), 2e-3, `captured ${names[i]} ${what}, replay ${replay}`);
+      }
+      g.free();
+      for (const t of [xT, uT, biasT, nwT, ...outs]) be.free(t);
+    }
+    for (const w of ws) be.free(w);
+  }
+}
+
 const WEBGPU = (await gpuBackends()).find((b) => b.name === "webgpu");
 /** a test of the WebGPU backend alone, skipped (with the probe's reason in its name) where it is unavailable */
 function webgpuTest(label: string, body: (be: Backend) => void | Promise<void>, timeout?: number): void {
@@ -222,6 +274,7 @@ describe("quant_matmul", () => {
   eachGpuBackend("vs cpu, activations of any magnitude (every shader variant)", (be, c) => eachShaderVariant(be, () => checkMagnitudes(be, c)));
   eachGpuBackend("a NaN or an infinity in x reaches its row's outputs (every shader variant)", (be) => eachShaderVariant(be, () => checkNonFinite(be)));
   eachGpuBackend("vs cpu, long inputs split across workgroups (every shader variant)", (be, c) => eachShaderVariant(be, () => checkLong(be, c)));
+  eachGpuBackend("GEMVs captured in a graph (outputs zeroed at each replay, k splits added with atomics) vs cpu", checkCaptured, 300_000, "graphs");
   webgpuTest("a bad GEMV knob is an error that names it", (be) => {
     const c = randomQuant(rng(), 4, 256, 64, 128, false, true);
     const w = be.prepareQuantWeight(c.spec), x = be.upload(randn(256, rng()), [1, 256], "f32");
