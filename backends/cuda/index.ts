@@ -189,8 +189,9 @@ export class CudaBackend implements Backend {
   private alloc(bytes: number, zeroedArena = false): Buf {
     const size = Math.ceil(Math.max(bytes, 1) / 256) * 256;
     const z = zeroedArena ? this.capture?.zeroed : null;
-    if (z && z.off + size > z.buf.bytes) z.off += size; // (full: counted for the next capture, taken from the other)
-    const ar = z && z.off + size <= z.buf.bytes ? z : this.capture?.arena;
+    let ar = this.capture?.arena;
+    if (z && z.off + size <= z.buf.bytes) ar = z;
+    else if (z) z.off += size; // (full: counted for the next capture, taken from the other arena)
     if (ar && ar.off + size <= ar.buf.bytes) {
       const b: Buf = { ptr: (ar.buf.ptr + ar.off) as Ptr, bytes, freed: false, inGraph: true, arena: true };
       ar.off += size;

@@ -153,6 +153,9 @@ async function checkGated(be: Backend, oracle: Backend) {
   }
 }
 
+/** an f32 tensor of shape on B */
+const up = (B: Backend, a: Float32Array, shape: number[]) => B.upload(a, shape, "f32");
+
 /**
  * decoding with the residual add and the next RMSNorm fused into the GEMVs around them: quantMatmulAdd
  * (y = residual + x' @ Wᵀ + b, x' = x or silu(x)·gate), into a new y and accumulated into the residual in
@@ -173,7 +176,6 @@ async function checkAddNormed(be: Backend, oracle: Backend) {
       const what = `M=${M} K=${K} N=${N} gs=${gs} act=${actOrder} gated=${gated}`;
       const x = randn(M * K, r, 2), gate = randn(M * K, r), res = randn(M * N, r, 3), normW = randn(N, r), bias = M === 3 ? randn(N, r) : null;
       const w = be.prepareQuantWeight(c.spec);
-      const up = (B: Backend, a: Float32Array, shape: number[]) => B.upload(a, shape, "f32");
       // the oracle: residual + quantMatmul(x')
       const ow = oracle.prepareQuantWeight(c.spec);
       const ox = gated ? oracle.siluMul(up(oracle, x, [M, K]), up(oracle, gate, [M, K])) : up(oracle, x, [M, K]);
@@ -228,7 +230,6 @@ async function checkCaptured(be: Backend, oracle: Backend) {
     for (const M of [1, 2, 3, 4]) {
       const what = `M=${M} K=${K} Ns=${Ns.join(",")} gs=${gs} act=${actOrder}`;
       const bias = randn(Ns[0]!, r), normW = randn(K, r);
-      const up = (B: Backend, a: Float32Array, shape: number[]) => B.upload(a, shape, "f32");
       const [xT, uT, biasT, nwT] = [up(be, new Float32Array(M * K), [M, K]), up(be, new Float32Array(M * K), [M, K]), up(be, bias, [Ns[0]!]), up(be, normW, [K])];
       const biases = ws.map((_, i) => (i === 0 ? biasT : undefined));
       // outputs: plain, many (one per weight), normed (one per weight), gated
