@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define GQ_ABI_VERSION 8
+#define GQ_ABI_VERSION 9
 enum { GQ_OK = 0, GQ_ERR_CUDA = 1, GQ_ERR_ARG = 2, GQ_ERR_NOLIB = 3, GQ_ERR_BLAS = 4, GQ_ERR_UNSUPPORTED = 5, GQ_ERR_NOT_INIT = 6 };
 enum { GQ_F32 = 0, GQ_F16 = 1, GQ_BF16 = 2 };
 
@@ -114,7 +114,8 @@ int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* c
 /* zero / bytes: device memory that is zero when the work queued from now on runs (a graph's range zeroed at each
    replay, see gq_graph_end; NULL, 0: none). A GEMV (M <= 4) whose outputs all lie in it adds the sums of a k
    split across blocks into them with float atomics (no partial sums, arrival counter or cluster; the last
-   bits of y may then differ between runs); GPTQ_QV_ZEROED=0: not. */
+   bits of y may then differ between runs); GPTQ_QV_ZEROED=0: not. The range's first 16 KiB are the library's
+   scratch (zero at each replay like the rest; the caller puts nothing there). */
 int gq_qm_zeroed(void* zero, long long bytes);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);

@@ -136,15 +136,19 @@ __device__ __forceinline__ float pow2_scale(float mx) {
 #else
 #define QV_DBG_SPAN(spw) (spw)
 #endif
+// 2 warps a block, 8 blocks per multiprocessor (2026-12-07, H100: the four 7B shapes at M = 1 captured as a
+// decode step is 48.0 µs against 48.8 with 4 warps and 4 blocks, gate/up split in 3 so that more warps stream;
+// decoding the same, 503.3-503.4 against 503.5-503.9 tokens/s, with the norm's Σ x² shared (QvArgs::sqs))
 #ifndef QV_WARPS
-#define QV_WARPS 4
+#define QV_WARPS 2
 #endif
-static_assert(QV_WARPS * 32 * 2 >= 4 * 64, "the GEMV's epilogue holds at most 2 outputs per thread (rpre)");
+// the most outputs a thread of the GEMV's epilogue puts (4 rows of a 64-column chunk over the block's threads)
+#define QV_OUTS ((4 * 64 + QV_WARPS * 32 - 1) / (QV_WARPS * 32))
 #ifndef QV_UNROLL
 #define QV_UNROLL 4  // 4 or 8 (a multiple of the sub-batch G)
 #endif
 #ifndef QV_MINB
-#define QV_MINB 4  // __launch_bounds__ minimum blocks per multiprocessor for M <= 2 (at most 128 registers)
+#define QV_MINB (16 / QV_WARPS)  // __launch_bounds__ minimum blocks per multiprocessor for M <= 2 (at most 128 registers)
 #endif
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
@@ -283,7 +287,20 @@ struct QvArgs {
   const float* res;
   const float* nw;
   float eps;
+  // with nw and a k split outside a cluster: zeroed scratch through which the blocks share the norm's Σ x²
+  // ([4] sums, then an int arrival count; see qm4v_kernel), or null: each block reads the rest of x's row
+  float* sqs;
 };
+__device__ __forceinline__ int ld_acquire_gpu(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ float ld_relaxed_gpu(const float* p) {
+  float v;
+  asm volatile("ld.relaxed.gpu.global.f32 %0, [%1];\n" : "=f"(v) : "l"(p) : "memory");
+  return v;
+}
 template <int MR, int G>
 __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kernel(const QvArgs args, const float* __restrict__ x, const int* __restrict__ perm,
                                                             float* __restrict__ partial, int* __restrict__ counters, int M, int K, int gs, int spw, int ksplit, int mode, int prefetch) {
@@ -356,11 +373,13 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 #pragma unroll
   for (int m = 0; m < MR; m++) mul[m] = rs[m] = 1.f, sq[m] = 0.f;
   // this thread's residual values, loaded now and used after the main loop (no round trip at the end; a thread
-  // puts at most 2 outputs: M·64 <= 2·blockDim.x); none when the sums are added into y = res
-  float rpre[2] = {0.f, 0.f};
+  // puts at most QV_OUTS outputs); none when the sums are added into y = res
+  float rpre[QV_OUTS];
+#pragma unroll
+  for (int j = 0; j < QV_OUTS; j++) rpre[j] = 0.f;
   if (args.res && !atomic) {
 #pragma unroll
-    for (int j = 0; j < 2; j++) {
+    for (int j = 0; j < QV_OUTS; j++) {
       const int i = threadIdx.x + j * QV_WARPS * 32;
       if (i < M * 64) rpre[j] = args.res[(long long)(i / 64) * N + (long long)c * 64 + i % 64];
     }
@@ -370,7 +389,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   // the deferred norm needs Σ x² over the whole row: with the k range split across blocks that are not one
   // cluster, each block also reads the rest of the row (L2 hits; every block of the grid reads x; a normed
   // input is never gated)
-  if (normsq && ksplit > 1 && !cluster) {
+  if (normsq && ksplit > 1 && !cluster && !args.sqs) {
 #pragma unroll
     for (int m = 0; m < MR; m++) {
       if (m >= M) break;
@@ -387,6 +406,23 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     for (int m = 0; m < MR; m++) {
       const float v = warp_reduce<false>(sq[m]);
       if (lane == 0) xsq[warp * MR + m] = v;
+    }
+  }
+  // the norm's Σ x² shared through args.sqs: the first chunk's blocks (one per k range) post their ranges' sums
+  // now, and every block reads the total after its main loop (see the epilogue)
+  if (normsq && args.sqs && cg == 0) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int m = 0; m < MR; m++) {
+        if (m >= M) break;
+        float t = 0.f;
+#pragma unroll
+        for (int w = 0; w < QV_WARPS; w++) t += xsq[w * MR + m];
+        atomicAdd(args.sqs + m, t);
+      }
+      __threadfence();
+      atomicAdd(reinterpret_cast<int*>(args.sqs + 4), 1);
     }
   }
 #endif
@@ -507,7 +543,19 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   if (normsq && !cluster) {
 #pragma unroll
     for (int m = 0; m < MR; m++) sq[m] = 0.f;
-    add_sq(xsq);
+    if (args.sqs) {  // every k range posted (the whole grid is resident: the launch checks), then the total
+      __shared__ float sqt[4];
+      if (threadIdx.x == 0) {
+        while (ld_acquire_gpu(reinterpret_cast<const int*>(args.sqs + 4)) < ksplit) __nanosleep(64);
+#pragma unroll
+        for (int m = 0; m < 4; m++) sqt[m] = ld_relaxed_gpu(args.sqs + m);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int m = 0; m < MR; m++) sq[m] = sqt[m];
+    } else {
+      add_sq(xsq);
+    }
     set_rs();
   }
   float* bsum = red + QV_WARPS * MR * 64;
@@ -520,7 +568,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     return r;
   };
   auto put = [&](int m, long long n, float v, int j) {
-    v = v * rs_of(m) + (bias ? bias[n] : 0.f) + (j == 0 ? rpre[0] : rpre[1]);
+    float r = rpre[0];
+#pragma unroll
+    for (int jj = 1; jj < QV_OUTS; jj++) if (jj == j) r = rpre[jj];  // (constant indices: rpre stays in registers)
+    v = v * rs_of(m) + (bias ? bias[n] : 0.f) + r;
     y[(long long)m * N + n] = v;
   };
   for (int i = threadIdx.x, j = 0; i < M * 64; i += blockDim.x, j++) {
@@ -547,20 +598,22 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     if (cl.block_rank() == 0) {
       // every rank's sums and (deferred norm) Σ x² read in one pass: one round trip to the others' memory
       const int nb = (int)cl.num_blocks();
-      // this thread's outputs i = out(j) for j < 2 (M·64 <= 2·blockDim.x, asserted at QV_WARPS), their sums v[j]
+      // this thread's outputs i = out(j) for j < QV_OUTS, their sums v[j]
       const auto out = [](int j) { return (int)threadIdx.x + j * QV_WARPS * 32; };
-      float v[2] = {0.f, 0.f};
+      float v[QV_OUTS];
+#pragma unroll
+      for (int j = 0; j < QV_OUTS; j++) v[j] = 0.f;
 #pragma unroll
       for (int m = 0; m < MR; m++) sq[m] = 0.f;
       for (int r = 0; r < nb; r++) {
         const float* b = cl.map_shared_rank(bsum, r);
 #pragma unroll
-        for (int j = 0; j < 2; j++) if (out(j) < M * 64) v[j] += b[out(j)];
+        for (int j = 0; j < QV_OUTS; j++) if (out(j) < M * 64) v[j] += b[out(j)];
         if (normsq) add_sq(cl.map_shared_rank(xsq, r));
       }
       if (normsq) set_rs();
 #pragma unroll
-      for (int j = 0; j < 2; j++)
+      for (int j = 0; j < QV_OUTS; j++)
         if (out(j) < M * 64) put(out(j) / 64, (long long)c * 64 + out(j) % 64, v[j], j);
     }
     cl.sync();  // the other blocks' shared memory stays until rank 0 has read it
@@ -872,6 +925,9 @@ static QvArgs one_weight(float* y, const unsigned int* packed, const unsigned in
 // device memory known to be zero when the queued work runs (gq_qm_zeroed), and whether to use it
 // (GPTQ_QV_ZEROED=0: not; for A/B runs)
 static uintptr_t zero_lo = 0, zero_hi = 0;
+// its first QV_SCRATCH bytes are the library's (see gq_qm_zeroed), handed out from sq_next, 32 bytes a launch
+#define QV_SCRATCH 16384
+static uintptr_t sq_next = 0;
 static bool zeroed_ok() {
   static int on = -1;
   if (on < 0) { const char* e = getenv("GPTQ_QV_ZEROED"); on = !(e && e[0] == '0'); }
@@ -964,6 +1020,20 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   const bool cluster = !zeroed && ksplit > 1 && ksplit <= clusters;
   const int mode = ksplit == 1 ? QV_SUM_CHAIN : cluster ? QV_SUM_CLUSTER : inplace || zeroed ? QV_SUM_ATOMIC : QV_SUM_CHAIN;
   const size_t smem = smem_for(spw, a.nw && !perm);
+  // a normed GEMV split across blocks outside a cluster shares the norm's Σ x² through 32 bytes of the zeroed
+  // scratch, if the whole grid is resident at once (its blocks wait for the first chunk's; GPTQ_QV_SHAREDSQ=0:
+  // each block reads the rest of x's row instead)
+  static int sharedsq = -1;
+  if (sharedsq < 0) { const char* e = getenv("GPTQ_QV_SHAREDSQ"); sharedsq = !(e && e[0] == '0'); }
+  QvArgs args = a;
+  args.sqs = nullptr;
+#ifndef QV_DBG_NOSTAGE  // (that timing build posts no sums)
+  if (sharedsq && a.nw && ksplit > 1 && !cluster && zeroed_ok() && zero_hi - zero_lo >= QV_SCRATCH && N64 * ksplit <= fit[vi] * sm_count() &&
+      sq_next >= zero_lo && sq_next + 32 <= zero_lo + QV_SCRATCH) {
+    args.sqs = reinterpret_cast<float*>(sq_next);
+    sq_next += 32;
+  }
+#endif
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
   // cudaMalloc (stream-ordered allocations inside a captured decode graph would become graph memory nodes)
   static Grown counters, workspace;
@@ -975,7 +1045,7 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   }
   cudaLaunchAttribute attr[2];
   const cudaLaunchConfig_t cfg = gq::launch_config(dim3(N64, ksplit), dim3(QV_WARPS * 32), smem, attr, dim3(1, cluster ? ksplit : 1, 1));
-  GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, a, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, mode, prefetch));
+  GQ_CUDA(cudaLaunchKernelEx(&cfg, kern, args, x, perm, static_cast<float*>(workspace.p), static_cast<int*>(counters.p), M, K, gs, spw, ksplit, mode, prefetch));
   GQ_LAUNCHED("matmul4 (gemv)");
   return GQ_OK;
 }
@@ -1093,6 +1163,7 @@ int gq_qm_zeroed(void* zero, long long bytes) {
   GQ_ARG(bytes >= 0 && (zero || bytes == 0), "qm_zeroed: %lld bytes at %p", bytes, zero);
   zero_lo = reinterpret_cast<uintptr_t>(zero);
   zero_hi = zero_lo + (uintptr_t)bytes;
+  sq_next = zero_lo;
   return GQ_OK;
 }
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros, const int* g_idx, const float* bias, int M, int K, int N, int bits) {

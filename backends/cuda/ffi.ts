@@ -74,7 +74,7 @@ export const symbols = {
   gq_hgemm_nt: { args: [P, P, P, i32, i32, i32], returns: i32 },
 } as const;
 
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 export type CudaLib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 const debug = (s: string) => process.env.GPTQ_DEBUG && console.error(`[gptq] cuda: ${s}`);

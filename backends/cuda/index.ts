@@ -22,6 +22,8 @@ const cstr = (s: string) => Buffer.from(`${s}\0`);
 interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean; half?: Buf }
 /** a bump allocator over one buffer, for the tensors made inside a graph capture */
 interface Arena { buf: Buf; off: number }
+/** bytes at the start of a capture's zeroed arena that belong to the library (gq_qm_zeroed) */
+const ZEROED_SCRATCH = 16384;
 
 class CudaTensor implements Tensor {
   constructor(readonly backend: CudaBackend, readonly shape: readonly number[], readonly dtype: DType, readonly handle: Buf) {}
@@ -104,7 +106,8 @@ export class CudaBackend implements Backend {
       // to zero before its first kernel (one memset node, the used part only): a GEMV whose k range is split
       // across blocks then adds the blocks' sums into its output with atomics (see gq_qm_zeroed).
       const arena = opts.arena !== false && process.env.GPTQ_GRAPH_ARENA !== "0" ? { buf: this.alloc(this.arenaHint), off: 0 } : null;
-      const zeroed = arena ? { buf: this.alloc(this.zeroedHint), off: 0 } : null;
+      // (its first ZEROED_SCRATCH bytes are the library's: the GEMVs' shared sums, see gq_qm_zeroed)
+      const zeroed = arena ? { buf: this.alloc(this.zeroedHint), off: ZEROED_SCRATCH } : null;
       const freeArenas = () => { if (arena) this.release(arena.buf); if (zeroed) this.release(zeroed.buf); };
       try {
         this.check(this.lib.gq_graph_begin(), "graph capture");
@@ -122,7 +125,8 @@ export class CudaBackend implements Backend {
         err = e;
       } finally {
         if (zeroed) this.lib.gq_qm_zeroed(null, 0);
-        const zbytes = zeroed ? Math.min(zeroed.off, zeroed.buf.bytes) : 0;
+        // (nothing to zero unless a GEMV output was made)
+        const zbytes = zeroed && zeroed.off > ZEROED_SCRATCH ? Math.min(zeroed.off, zeroed.buf.bytes) : 0;
         const rc = this.lib.gq_graph_end(exec, zbytes ? zeroed!.buf.ptr : null, zbytes);
         this.capture = null;
         for (const b of cap.deferred) this.release(b);
