@@ -136,11 +136,12 @@ __device__ __forceinline__ float pow2_scale(float mx) {
 #else
 #define QV_DBG_SPAN(spw) (spw)
 #endif
-// 2 warps a block, 8 blocks per multiprocessor (2026-12-07, H100: the four 7B shapes at M = 1 captured as a
-// decode step is 48.0 µs against 48.8 with 4 warps and 4 blocks, gate/up split in 3 so that more warps stream;
-// decoding the same, 503.3-503.4 against 503.5-503.9 tokens/s, with the norm's Σ x² shared (QvArgs::sqs))
+// 4 warps a block, 4 blocks per multiprocessor. 2 warps and 8 blocks (-DQV_WARPS=2; same H100, 2026-12-07,
+// the norm's Σ x² shared): captured as a decode step is, the four 7B shapes at M = 1 take 47.1 µs against 47.9
+// (gate/up split in 3, more warps streaming), but launched without the zeroed outputs 59.1 against 56.5 (the
+// k splits' partial sums), and decoding is slower: pipelined 509.2 against 511.0, eager 463.3 against 475.8.
 #ifndef QV_WARPS
-#define QV_WARPS 2
+#define QV_WARPS 4
 #endif
 // the most outputs a thread of the GEMV's epilogue puts (4 rows of a 64-column chunk over the block's threads)
 #define QV_OUTS ((4 * 64 + QV_WARPS * 32 - 1) / (QV_WARPS * 32))
