@@ -55,6 +55,8 @@ for s in $stages; do
   test)
     log test
     GPTQ_TEST_BACKENDS=${GPTQ_TEST_BACKENDS:-cuda} bun test --timeout 600000 test/ops test/backends.test.ts 2>&1 | tee "$OUT/test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|Ran |relative error|agree"
+    log "test (GPTQ_QV_SPIN=-1: every block of a split normed GEMV takes the norm's sum itself, not the shared one)"
+    GPTQ_QV_SPIN=-1 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/ops/quant_matmul.test.ts 2>&1 | tee "$OUT/test-spin.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
     log "test (GPTQ_CUDA_TF32=0: fp32 everywhere)"
     GPTQ_CUDA_TF32=0 GPTQ_TEST_BACKENDS=cuda bun test --timeout 600000 test/backends.test.ts 2>&1 | tee "$OUT/test-fp32.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)|agree" ;;
   optest)  # some test files (OPTEST, default test/ops) for GPTQ_TEST_BACKENDS (default cuda), e.g. after a shader change

@@ -291,6 +291,9 @@ struct QvArgs {
   // with nw and a k split outside a cluster: zeroed scratch through which the blocks share the norm's Σ x²
   // ([4] sums, then an int arrival count; see qm4v_kernel), or null: each block reads the rest of x's row
   float* sqs;
+  // with sqs: how many times a block polls for every k range's sum before it reads the rest of x's row itself
+  // (-1: always reads it; GPTQ_QV_SPIN, for testing that path)
+  int spin;
 };
 __device__ __forceinline__ int ld_acquire_gpu(const int* p) {
   int v;
@@ -301,6 +304,19 @@ __device__ __forceinline__ float ld_relaxed_gpu(const float* p) {
   float v;
   asm volatile("ld.relaxed.gpu.global.f32 %0, [%1];\n" : "=f"(v) : "l"(p) : "memory");
   return v;
+}
+// each warp's share of Σ x² over rows m < M of x [M, K], into xsq[warp·MR + m] (out of line: the GEMV's rare
+// path when the blocks' shared sum is late, kept from the main loop's registers)
+template <int MR>
+__device__ __noinline__ void row_sq_warps(float* xsq, const float* x, int M, int K) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int m = 0; m < MR; m++) {
+    float a = 0.f;
+    if (m < M)
+      for (int k = threadIdx.x; k < K; k += QV_WARPS * 32) { const float v = x[(long long)m * K + k]; a += v * v; }
+    a = warp_reduce<false>(a);
+    if (lane == 0) xsq[warp * MR + m] = a;
+  }
 }
 template <int MR, int G>
 __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kernel(const QvArgs args, const float* __restrict__ x, const int* __restrict__ perm,
@@ -544,16 +560,32 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
   if (normsq && !cluster) {
 #pragma unroll
     for (int m = 0; m < MR; m++) sq[m] = 0.f;
-    if (args.sqs) {  // every k range posted (the whole grid is resident: the launch checks), then the total
+    if (args.sqs) {
+      // every k range posted (the whole grid is resident: the launch checks), then the total; should the grid
+      // not be resident at once after all (a GPU shared with other work), a bounded wait, then this block reads
+      // the rest of x's row itself, as without the shared sum: never a hang, always the same sum
       __shared__ float sqt[4];
+      __shared__ int sqok;
       if (threadIdx.x == 0) {
-        while (ld_acquire_gpu(reinterpret_cast<const int*>(args.sqs + 4)) < ksplit) __nanosleep(64);
+        const int* arrived = reinterpret_cast<const int*>(args.sqs + 4);
+        bool ok = args.spin >= 0 && ld_acquire_gpu(arrived) >= ksplit;
+        for (int i = 0; !ok && i < args.spin; i++) {
+          __nanosleep(64);
+          ok = ld_acquire_gpu(arrived) >= ksplit;
+        }
 #pragma unroll
-        for (int m = 0; m < 4; m++) sqt[m] = ld_relaxed_gpu(args.sqs + m);
+        for (int m = 0; m < 4; m++) sqt[m] = ok ? ld_relaxed_gpu(args.sqs + m) : 0.f;
+        sqok = ok;
       }
       __syncthreads();
+      if (sqok) {
 #pragma unroll
-      for (int m = 0; m < MR; m++) sq[m] = sqt[m];
+        for (int m = 0; m < MR; m++) sq[m] = sqt[m];
+      } else {  // Σ x² over the whole row (the order of k does not matter: no perm)
+        row_sq_warps<MR>(xsq, x, M, K);
+        __syncthreads();
+        add_sq(xsq);
+      }
     } else {
       add_sq(xsq);
     }
@@ -1033,6 +1065,9 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
       sq_next >= zero_lo && sq_next + 32 <= zero_lo + QV_SCRATCH) {
     args.sqs = reinterpret_cast<float*>(sq_next);
     sq_next += 32;
+    static int spin = -2;
+    if (spin == -2) { const char* e = getenv("GPTQ_QV_SPIN"); spin = e ? atoi(e) : 65536; if (spin < -1) spin = -1; }
+    args.spin = spin;
   }
 #endif
   // per-chunk arrival counters (each call leaves them at zero) and partial sums: grow-only buffers, plain
