@@ -291,7 +291,7 @@ struct QvArgs {
   // with nw and a k split outside a cluster: zeroed scratch through which the blocks share the norm's Σ x²
   // ([4] sums, then an int arrival count; see qm4v_kernel), or null: each block reads the rest of x's row
   float* sqs;
-  // with sqs: how many times a block polls for every k range's sum before it reads the rest of x's row itself
+  // with sqs: how many times a block polls for every k range's sum before it reads x's whole row itself
   // (-1: always reads it; GPTQ_QV_SPIN, for testing that path)
   int spin;
 };
@@ -563,7 +563,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
     if (args.sqs) {
       // every k range posted (the whole grid is resident: the launch checks), then the total; should the grid
       // not be resident at once after all (a GPU shared with other work), a bounded wait, then this block reads
-      // the rest of x's row itself, as without the shared sum: never a hang, always the same sum
+      // x's whole row itself: never a hang, the same sum up to rounding
       __shared__ float sqt[4];
       __shared__ int sqok;
       if (threadIdx.x == 0) {
