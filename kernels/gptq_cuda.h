@@ -114,8 +114,9 @@ int gq_qm_matmul4_many_normed(int count, float* const* ys, const unsigned int* c
 /* zero / bytes: device memory that is zero when the work queued from now on runs (a graph's range zeroed at each
    replay, see gq_graph_end; NULL, 0: none). A GEMV (M <= 4) whose outputs all lie in it adds the sums of a k
    split across blocks into them with float atomics (no partial sums, arrival counter or cluster; the last
-   bits of y may then differ between runs); GPTQ_QV_ZEROED=0: not. The range's first 16 KiB are the library's
-   scratch (zero at each replay like the rest; the caller puts nothing there). */
+   bits of y may then differ between runs); GPTQ_QV_ZEROED=0: not. The range's first GQ_QM_SCRATCH bytes are the
+   library's scratch (zero at each replay like the rest; the caller puts nothing there). */
+#define GQ_QM_SCRATCH 16384
 int gq_qm_zeroed(void* zero, long long bytes);
 int gq_qm_matmul_generic(float* y, const float* x, const int* qweight, const float* scales, const float* zeros,
                          const int* g_idx, const float* bias, int M, int K, int N, int bits);

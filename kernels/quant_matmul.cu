@@ -958,8 +958,7 @@ static QvArgs one_weight(float* y, const unsigned int* packed, const unsigned in
 // device memory known to be zero when the queued work runs (gq_qm_zeroed), and whether to use it
 // (GPTQ_QV_ZEROED=0: not; for A/B runs)
 static uintptr_t zero_lo = 0, zero_hi = 0;
-// its first QV_SCRATCH bytes are the library's (see gq_qm_zeroed), handed out from sq_next, 32 bytes a launch
-#define QV_SCRATCH 16384
+// its first GQ_QM_SCRATCH bytes are the library's (see gq_qm_zeroed), handed out from sq_next, 32 bytes a launch
 static uintptr_t sq_next = 0;
 static bool zeroed_ok() {
   static int on = -1;
@@ -1061,8 +1060,8 @@ static int launch_gemv(const QvArgs& a, const float* x, const int* perm, int M, 
   QvArgs args = a;
   args.sqs = nullptr;
 #ifndef QV_DBG_NOSTAGE  // (that timing build posts no sums)
-  if (sharedsq && a.nw && ksplit > 1 && !cluster && zeroed_ok() && zero_hi - zero_lo >= QV_SCRATCH && N64 * ksplit <= fit[vi] * sm_count() &&
-      sq_next >= zero_lo && sq_next + 32 <= zero_lo + QV_SCRATCH) {
+  if (sharedsq && a.nw && ksplit > 1 && !cluster && zeroed_ok() && zero_hi - zero_lo >= GQ_QM_SCRATCH && N64 * ksplit <= fit[vi] * sm_count() &&
+      sq_next + 32 <= zero_lo + GQ_QM_SCRATCH) {
     args.sqs = reinterpret_cast<float*>(sq_next);
     sq_next += 32;
     static int spin = -2;

@@ -22,7 +22,7 @@ const cstr = (s: string) => Buffer.from(`${s}\0`);
 interface Buf { ptr: Ptr; bytes: number; freed: boolean; inGraph?: boolean; arena?: boolean; half?: Buf }
 /** a bump allocator over one buffer, for the tensors made inside a graph capture */
 interface Arena { buf: Buf; off: number }
-/** bytes at the start of a capture's zeroed arena that belong to the library (gq_qm_zeroed) */
+/** bytes at the start of a capture's zeroed arena that belong to the library (GQ_QM_SCRATCH in kernels/gptq_cuda.h) */
 const ZEROED_SCRATCH = 16384;
 
 class CudaTensor implements Tensor {
