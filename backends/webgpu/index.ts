@@ -15,6 +15,7 @@ import { bf16ToF32Array, f16ToF32Array } from "../../src/dtype.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { numel, shapeStr } from "../../src/tensor.ts";
 import { BackendUnavailableError, InvalidArgumentError, NativeError, UnsupportedOpError } from "../../src/errors.ts";
+import { pinDevice, pinned } from "./pin.ts";
 import { checkIds, deviceIds, matmulDims, nllDims, rowsFit, sameSize } from "../../src/validate.ts";
 import { contiguousGroups, packQweight, unpackQweight } from "../../src/gptq/pack.ts";
 
@@ -24,6 +25,15 @@ const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "s
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
+/** new buffers up to this size are mapped at creation (zeroed on the host; see alloc) */
+const EAGER_INIT_MAX = 4 * 2 ** 20;
+/** an environment switch that is 0 or 1 (unset: dflt); any other value is an error naming both meanings */
+function onOffKnob(name: string, dflt: boolean, on: string, off: string): boolean {
+  const v = process.env[name];
+  if (v === undefined || v === "") return dflt;
+  if (v !== "0" && v !== "1") throw new InvalidArgumentError(`${name}=${v}: use 1 (${on}) or 0 (${off})`);
+  return v === "1";
+}
 const WDUMMIES = 16; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
 
 interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
@@ -129,6 +139,10 @@ export class WebGpuBackend implements Backend {
   private dummies: GPUBuffer[] = [];
   private wdummies: GPUBuffer[] = [];
   private wdummyNext = 0;
+  /** GPTQ_WEBGPU_EAGER_INIT (see alloc), read at each new buffer */
+  private get eagerInit(): boolean {
+    return onOffKnob("GPTQ_WEBGPU_EAGER_INIT", true, "new buffers up to 4 MiB zeroed on the host ahead of the submit's work", "Dawn's lazy clear inside the compute pass");
+  }
   /** GPTQ_WEBGPU_DUMMY_RING, read at each dispatch that binds a stand-in for an unused writable output (as the GEMV knobs are read at each call) */
   private get dummyRing(): boolean {
     const v = process.env.GPTQ_WEBGPU_DUMMY_RING;
@@ -327,7 +341,7 @@ export class WebGpuBackend implements Backend {
     const pipe = this.pipeline(name, entry, constants);
     const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
     const bg = this.bindGroup(name, bufs);
-    this.pass ??= this.encoder().beginComputePass();
+    this.pass ??= pinned(() => this.encoder().beginComputePass());
     this.pass.setPipeline(pipe);
     this.pass.setBindGroup(0, bg, [off]);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
@@ -375,7 +389,17 @@ export class WebGpuBackend implements Backend {
       throw new UnsupportedOpError(`webgpu: a ${what} of ${MiB(bytes)} exceeds this adapter's largest buffer (maxBufferSize ${MiB(this.maxBuffer)}); use smaller batches (--nsamples/--seqlen) or the cuda/cpu backend`);
     }
     const reused = this.pool.get(size)?.pop();
-    if (!reused) return { buf: this.dev.createBuffer({ size, usage: STORAGE }), bytes, freed: false }; // created zeroed
+    if (!reused) {
+      // Created zeroed. Left to Dawn, the zeroing of a new buffer is lazy: a fill recorded into the compute pass
+      // right before the first dispatch that uses it, with a barrier after it, which on a GPU waits for all work
+      // before it. Mapped at creation, Dawn zeroes it on the host and copies it in ahead of the submit's work
+      // instead (small buffers only: the host's staging copy is the buffer's size). GPTQ_WEBGPU_EAGER_INIT=0:
+      // the lazy clear (A/B).
+      const eager = size <= EAGER_INIT_MAX && this.eagerInit;
+      const buf = this.dev.createBuffer({ size, usage: STORAGE, mappedAtCreation: eager });
+      if (eager) buf.unmap();
+      return { buf, bytes, freed: false };
+    }
     this.poolBytes -= size;
     if (!overwrite) {
       this.endPass();
@@ -1028,7 +1052,7 @@ export class WebGpuBackend implements Backend {
     try {
       for (let r = 0; r < reps; r++) {
         this.flush();
-        const pass = (this.pass = this.encoder().beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }));
+        const pass = (this.pass = pinned(() => this.encoder().beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } })));
         this.timing = true;
         try {
           fn();
@@ -1076,7 +1100,7 @@ function probeOnce() {
     } catch (e) {
       return { result: { name: "webgpu", available: false, reason: `Dawn (bun-webgpu) failed to load: ${(e as Error).message}` } };
     }
-    const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    const adapter = await pinned(() => gpu.requestAdapter({ powerPreference: "high-performance" }));
     if (!adapter) return { result: { name: "webgpu", available: false, reason: "no WebGPU adapter: install a Vulkan driver (on Debian without a GPU: mesa-vulkan-drivers from bookworm-backports; see setup.sh)" } };
     const info = adapter.info;
     const device = `${info.device || info.description} (${info.vendor}, ${info.architecture})`;
@@ -1116,8 +1140,9 @@ export const webgpuFactory: BackendFactory = {
       // optional features the adapter offers: timestamps (benchmarks); subgroups and shader-f16 are requested so
       // that shaders can be specialized for them
       const requiredFeatures = [...p.adapter.features].filter((f) => ["timestamp-query", "subgroups", "shader-f16"].includes(f)) as GPUFeatureName[];
-      const dev = await p.adapter.requestDevice({ requiredLimits, requiredFeatures });
-      return new WebGpuBackend(dev, p.result.device!, p.result.details ?? {});
+      // (pinned: see ./pin.ts; the device's own methods are wrapped the same way)
+      const dev = await pinned(() => p.adapter!.requestDevice({ requiredLimits, requiredFeatures }));
+      return new WebGpuBackend(pinDevice(dev), p.result.device!, p.result.details ?? {});
     })());
   },
 };
