@@ -25,15 +25,6 @@ const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "s
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
-/** new buffers up to this size are mapped at creation (zeroed on the host; see alloc) */
-const EAGER_INIT_MAX = 4 * 2 ** 20;
-/** an environment switch that is 0 or 1 (unset: dflt); any other value is an error naming both meanings */
-function onOffKnob(name: string, dflt: boolean, on: string, off: string): boolean {
-  const v = process.env[name];
-  if (v === undefined || v === "") return dflt;
-  if (v !== "0" && v !== "1") throw new InvalidArgumentError(`${name}=${v}: use 1 (${on}) or 0 (${off})`);
-  return v === "1";
-}
 const WDUMMIES = 16; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
 
 interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
@@ -139,10 +130,6 @@ export class WebGpuBackend implements Backend {
   private dummies: GPUBuffer[] = [];
   private wdummies: GPUBuffer[] = [];
   private wdummyNext = 0;
-  /** GPTQ_WEBGPU_EAGER_INIT (see alloc), read at each new buffer */
-  private get eagerInit(): boolean {
-    return onOffKnob("GPTQ_WEBGPU_EAGER_INIT", true, "new buffers up to 4 MiB zeroed on the host ahead of the submit's work", "Dawn's lazy clear inside the compute pass");
-  }
   /** GPTQ_WEBGPU_DUMMY_RING, read at each dispatch that binds a stand-in for an unused writable output (as the GEMV knobs are read at each call) */
   private get dummyRing(): boolean {
     const v = process.env.GPTQ_WEBGPU_DUMMY_RING;
@@ -389,17 +376,7 @@ export class WebGpuBackend implements Backend {
       throw new UnsupportedOpError(`webgpu: a ${what} of ${MiB(bytes)} exceeds this adapter's largest buffer (maxBufferSize ${MiB(this.maxBuffer)}); use smaller batches (--nsamples/--seqlen) or the cuda/cpu backend`);
     }
     const reused = this.pool.get(size)?.pop();
-    if (!reused) {
-      // Created zeroed. Left to Dawn, the zeroing of a new buffer is lazy: a fill recorded into the compute pass
-      // right before the first dispatch that uses it, with a barrier after it, which on a GPU waits for all work
-      // before it. Mapped at creation, Dawn zeroes it on the host and copies it in ahead of the submit's work
-      // instead (small buffers only: the host's staging copy is the buffer's size). GPTQ_WEBGPU_EAGER_INIT=0:
-      // the lazy clear (A/B).
-      const eager = size <= EAGER_INIT_MAX && this.eagerInit;
-      const buf = this.dev.createBuffer({ size, usage: STORAGE, mappedAtCreation: eager });
-      if (eager) buf.unmap();
-      return { buf, bytes, freed: false };
-    }
+    if (!reused) return { buf: this.dev.createBuffer({ size, usage: STORAGE }), bytes, freed: false }; // created zeroed
     this.poolBytes -= size;
     if (!overwrite) {
       this.endPass();

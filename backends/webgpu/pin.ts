@@ -6,7 +6,7 @@
 // and the native call (any JS allocation can start one) may free them before Dawn reads them. Seen here once in a
 // run of the WebGPU tests as "Error while parsing WGSL: :1:1 error: null character found" and an invalid pipeline
 // after it; a collection forced inside every TextEncoder.encode makes it happen every time (device creation fails
-// with "Invalid feature required"), see test/webgpu_memory.test.ts.
+// with "Invalid feature required"), see test/webgpu_pin.test.ts.
 //
 // While `pinned(fn)` runs, every ArrayBuffer constructed and every array TextEncoder.encode returns is kept in a
 // list, dropped when fn returns (Dawn has copied or consumed the descriptor by then). `pinDevice` wraps a
