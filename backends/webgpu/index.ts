@@ -25,7 +25,6 @@ const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "s
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
-const WDUMMIES = 16; // stand-ins for unused writable bindings, used in turn (see the uniform ring's comment)
 
 interface WBuf { buf: GPUBuffer; bytes: number; freed: boolean }
 class WebGpuTensor implements Tensor {
@@ -116,28 +115,18 @@ export class WebGpuBackend implements Backend {
   /**
    * Uniforms: one slot per dispatch in a ring (one buffer, bound with a dynamic offset), written on the host
    * and uploaded once per submit; bind groups are cached by the buffers they bind (creating one cost about
-   * 10 of the 14 µs of host time per dispatch on lavapipe). Unused read-only bindings get a fixed 16-byte
-   * buffer per binding index (one shared dummy would alias a writable binding), writable ones too. Dawn puts a
-   * barrier before every dispatch that writes a buffer written before, so a fixed writable stand-in makes such a
-   * dispatch wait for all work before it; GPTQ_WEBGPU_DUMMY_RING=1 gives unused writable bindings the next of
-   * WDUMMIES buffers in turn instead. Opt-in: on an H100 through Vulkan (2026-12-07) it left the GPU time of the
-   * four 7B shapes at 67.8 us (six rows, alternating) and cost host time (bind groups cached per ring position).
+   * 10 of the 14 µs of host time per dispatch on lavapipe). Unused bindings get a fixed 16-byte buffer per
+   * binding index (one shared dummy would alias a writable binding). Dawn puts a barrier before every dispatch
+   * that writes a buffer used before (its Vulkan backend skips it only for a buffer's first use), so each
+   * dispatch with a writable binding, used or not, waits for the work before it; stand-ins taken in turn
+   * could not avoid that (each had been written before too; measured on 2026-12-07: no change), nor could
+   * recycled outputs.
    */
   private readonly ring: { buf: GPUBuffer; host: ArrayBuffer; view: DataView; slot: number; slots: number; used: number };
   private bindGroups = new Map<string, GPUBindGroup>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private dummies: GPUBuffer[] = [];
-  private wdummies: GPUBuffer[] = [];
-  private wdummyNext = 0;
-  /** GPTQ_WEBGPU_DUMMY_RING, read at each dispatch that binds a stand-in for an unused writable output (as the GEMV knobs are read at each call) */
-  private get dummyRing(): boolean {
-    const v = process.env.GPTQ_WEBGPU_DUMMY_RING;
-    if (v !== undefined && v !== "0" && v !== "1") throw new InvalidArgumentError(`GPTQ_WEBGPU_DUMMY_RING=${v}: use 1 (unused writable bindings take stand-in buffers in turn) or 0 (one per binding index; the default)`);
-    return v === "1";
-  }
-  /** per shader file: which binding indices are writable storage */
-  private writable = new Map<string, boolean[]>();
   private lost: string | null = null;
   private error: string | null = null;
   private readonly dummy: GPUBuffer;
@@ -220,15 +209,12 @@ export class WebGpuBackend implements Backend {
     let l = this.layouts.get(name);
     if (!l) {
       const entries: GPUBindGroupLayoutEntry[] = [];
-      const writable: boolean[] = [];
       for (const m of this.source(name).matchAll(/@binding\((\d+)\)\s+var<(\w+)(?:,\s*(\w+))?>/g)) {
         const type = m[2] === "uniform" ? "uniform" : m[3] === "read_write" ? "storage" : "read-only-storage";
         entries.push({ binding: Number(m[1]), visibility: globalConstructors.GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset: type === "uniform" } });
-        writable[Number(m[1])] = type === "storage";
       }
       l = this.dev.createBindGroupLayout({ entries, label: name });
       this.layouts.set(name, l);
-      this.writable.set(name, writable);
     }
     return l;
   }
@@ -298,16 +284,12 @@ export class WebGpuBackend implements Backend {
     return id;
   }
   /** the 16-byte stand-in for an unused binding (see the ring's comment above) */
-  private dummyFor(name: string, binding: number): GPUBuffer {
-    const make = () => this.dev.createBuffer({ size: 16, usage: STORAGE });
-    this.layout(name);
-    if (!this.writable.get(name)![binding] || !this.dummyRing) return (this.dummies[binding] ??= make());
-    const i = this.wdummyNext++ % WDUMMIES;
-    return (this.wdummies[i] ??= make());
+  private dummyFor(binding: number): GPUBuffer {
+    return (this.dummies[binding] ??= this.dev.createBuffer({ size: 16, usage: STORAGE }));
   }
   private bindGroup(name: string, bufs: Bind[]): GPUBindGroup {
     const real = bufs.map((b, binding) => {
-      if (b === this.dummy) return { buf: this.dummyFor(name, binding), off: 0, size: 16 };
+      if (b === this.dummy) return { buf: this.dummyFor(binding), off: 0, size: 16 };
       if (b instanceof BufWindow) return b;
       if (b.size > this.maxBinding) throw new UnsupportedOpError(`webgpu ${name}: a tensor of ${MiB(b.size)} exceeds this adapter's storage binding limit (${MiB(this.maxBinding)}) and this op does not split its tensors; use the cuda or cpu backend for tensors this large`);
       return { buf: b, off: 0, size: b.size };
