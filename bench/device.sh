@@ -14,7 +14,8 @@
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
 #   layerloss  one 7B-shaped linear through GPTQ on the GPU and on the CPU reference: losses must agree within 1%
 #   sass       the GEMV's machine code (cuobjdump), instruction mix of the M = 1 kernel, into $OUT/sass.txt
-#   vksass     registers and machine code of the WGSL shaders as NVIDIA's Vulkan driver compiled them (bench/vk-sass.ts)
+#   vksass     registers, spills and instruction mix of the WGSL shaders as NVIDIA's Vulkan driver compiled them
+#              (bench/vk-sass.ts; the largest one's disassembly in $OUT/vk-largest.sass)
 #   ab         a candidate library (.carry/lib/libgptq_cuda_b.so or .so.xz, e.g. a branch's build; AB_KNOBS: launch
 #              knob settings for it alone, space-separated) against the current one in the same run: its op tests
 #              and end-to-end checks (under the first setting), then the matmul benchmark A, B (each setting), twice
@@ -153,14 +154,14 @@ PY
     # the M = 1, group-multiple-of-4 GEMV: instruction mix by opcode (predicates dropped)
     awk '/Function : .*qm4v_kernelILi1ELi4E/{f=1; next} f&&/Function : /{f=0} f' "$OUT/sass.txt" \
       | sed -nE 's|^\s+/\*[0-9a-f]+\*/\s+(@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*).*|\2|p' | sort | uniq -c | sort -rn | head -25 ;;
-  vksass)  # the machine code NVIDIA's Vulkan driver made of the WGSL shaders (its disk cache): registers, IDP.4A
+  vksass)  # the machine code NVIDIA's Vulkan driver made of the WGSL shaders (its disk cache): registers, spills, mix
     log vksass
     rm -rf $T/glcache $T/vk; mkdir -p $T/glcache
     __GL_SHADER_DISK_CACHE=1 __GL_SHADER_DISK_CACHE_PATH=$T/glcache __GL_SHADER_DISK_CACHE_SKIP_CLEANUP=1 \
       bun gptq.ts bench matmul --backend webgpu --m 1 --iters 3 > /dev/null 2>&1
-    bun bench/vk-sass.ts $T/glcache $T/vk "$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)" 2>&1 | tee "$OUT/vksass.txt" | head -60
-    for f in $T/vk/*.sass.txt; do [ -f "$f" ] && cp "$f" "$OUT/vk-$(basename "$f")"; done
-    ls $T/vk/*.sass.txt >/dev/null 2>&1 || tar -cJf "$OUT/vk-frames.tar.xz" -C $T/vk . ;;
+    sm=SM$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+    bun bench/vk-sass.ts $T/glcache $T/vk "$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)" $sm 2>&1 | tee "$OUT/vksass.txt"
+    big=$(ls -S $T/vk/*.sass 2>/dev/null | head -1); [ -n "$big" ] && cp "$big" "$OUT/vk-largest.sass" ;;
   ab)
     log "ab: candidate library"
     B=.carry/lib/libgptq_cuda_b.so; [ -f $B ] || B=$T/lib/libgptq_cuda_b.so  # (carried as .so, or .so.xz: unpacked above)

@@ -1,15 +1,17 @@
-// The machine code NVIDIA's Vulkan driver made of our WGSL shaders, for register counts and instruction mixes
-// (Dawn and Vulkan expose neither). The driver keeps compiled shaders in its disk cache
-// (__GL_SHADER_DISK_CACHE_PATH), as zstd frames after a header; this unpacks every frame (its end found from
-// the frame's block headers) and scans the cache files and the frames for CUDA ELF images (e_machine 190),
-// writes each to <out>/<n>.cubin and prints what `cuobjdump -res-usage` says of it, with its count of packed
-// integer dot products (IDP.4A) and of all instructions, so the integer GEMV's entry can be told apart.
-//   bun bench/vk-sass.ts <cache dir> <out dir> [cuobjdump]
-import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+// The machine code NVIDIA's Vulkan driver made of our WGSL shaders: registers per thread, spills and the
+// instruction mix (neither Dawn nor Vulkan exposes them). The driver keeps compiled shaders in its disk cache
+// (__GL_SHADER_DISK_CACHE_PATH) as zstd frames after a header; the frames that hold GPU code start with
+// "NVDANVVMNVuc", and (as seen with driver 580.159) hold the code's size at byte 0x4c and its offset less 8 at
+// 0x50: raw instructions that `nvdisasm --binary SM<xy>` disassembles. For each such frame this prints the
+// instruction count, the registers (highest Rn + 1; the hardware allocates them 8 at a time), local-memory
+// instructions (spills), barriers, IDP.4A (the integer GEMV's dot products) and the commonest opcodes, and
+// writes the disassembly to <out>/<n>.sass.
+//   bun bench/vk-sass.ts <cache dir> <out dir> [nvdisasm] [SM90]
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-const [dir, out, tool = "cuobjdump"] = process.argv.slice(2);
-if (!dir || !out) throw new Error("usage: bun bench/vk-sass.ts <cache dir> <out dir> [cuobjdump]");
+const [dir, out, tool = "nvdisasm", arch = "SM90"] = process.argv.slice(2);
+if (!dir || !out) throw new Error("usage: bun bench/vk-sass.ts <cache dir> <out dir> [nvdisasm] [SM90]");
 mkdirSync(out, { recursive: true });
 const files: string[] = [];
 const walk = (d: string) => {
@@ -21,7 +23,9 @@ const walk = (d: string) => {
 };
 walk(dir);
 console.log(`${files.length} cache files under ${dir}`);
-// the zstd frames in b (magic 28 B5 2F FD), each decompressed; a frame's length from its header and block headers
+
+const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+// the zstd frames in b, each decompressed; a frame's length from its header and block headers
 function frames(b: Buffer): Buffer[] {
   const outs: Buffer[] = [];
   for (let i = b.indexOf(ZSTD); i >= 0; i = b.indexOf(ZSTD, i + 4)) {
@@ -40,47 +44,33 @@ function frames(b: Buffer): Buffer[] {
   }
   return outs;
 }
-const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+const MAGIC = Buffer.from("NVDANVVMNVuc", "latin1");
 let n = 0;
-const blobs: [string, Buffer][] = [];
 for (const f of files) {
-  const raw = readFileSync(f);
-  blobs.push([f, raw]);
-  const fr = frames(raw);
-  console.log(`${f}: ${raw.length} bytes, ${fr.length} zstd frames (${fr.map((x) => x.length).join(", ")} bytes)`);
-  fr.forEach((x, j) => {
-    blobs.push([`${f}#${j}`, x]);
-    writeFileSync(join(out, `frame-${blobs.length}.bin`), x);  // (for a look by hand where no image is found)
-  });
-}
-for (const [f, b] of blobs) {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  for (let i = b.indexOf("\x7fELF", 0, "latin1"); i >= 0; i = b.indexOf("\x7fELF", i + 4, "latin1")) {
-    if (i + 64 > b.length || b[i + 4] !== 2 || dv.getUint16(i + 0x12, true) !== 190) continue; // 64-bit, EM_CUDA
-    const shoff = Number(dv.getBigUint64(i + 0x28, true)), shent = dv.getUint16(i + 0x3a, true), shnum = dv.getUint16(i + 0x3c, true);
-    const phoff = Number(dv.getBigUint64(i + 0x20, true)), phent = dv.getUint16(i + 0x36, true), phnum = dv.getUint16(i + 0x38, true);
-    const size = Math.max(shoff + shent * shnum, phoff + phent * phnum);
-    if (size <= 64 || i + size > b.length) continue;
-    const p = join(out, `${n++}.cubin`);
-    writeFileSync(p, b.subarray(i, i + size));
-    const res = Bun.spawnSync([tool, "-res-usage", p]).stdout.toString();
-    const sass = Bun.spawnSync([tool, "-sass", p]).stdout.toString();
-    const ins = sass.split("\n").filter((l) => /^\s+\/\*[0-9a-f]{4}\*\/\s/.test(l));
-    const idp = ins.filter((l) => /IDP\.4A/.test(l)).length;
-    const lines = res.split("\n").filter((l) => /Function|REG/.test(l)).map((l) => l.trim());
-    console.log(`${p} (${size} bytes, from ${f}): ${ins.length} instructions, ${idp} IDP.4A\n  ${lines.join("\n  ")}`);
-    if (idp > 0) {
-      writeFileSync(join(out, `${n - 1}.sass.txt`), sass);
-      // the opcode mix (predicates dropped), local-memory traffic (spills) first
-      const ops = new Map<string, number>();
-      for (const l of ins) {
-        const m = /^\s+\/\*[0-9a-f]{4}\*\/\s+(?:@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*)/.exec(l);
-        if (m) ops.set(m[1]!, (ops.get(m[1]!) ?? 0) + 1);
-      }
-      const local = [...ops].filter(([o]) => /^(LDL|STL)/.test(o));
-      console.log(`  local memory: ${local.length ? local.map(([o, c]) => `${o} ${c}`).join(", ") : "none"}`);
-      console.log(`  ${[...ops].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([o, c]) => `${o} ${c}`).join(", ")}`);
+  for (const fr of frames(readFileSync(f))) {
+    if (fr.length < 0x58 || !fr.subarray(0, MAGIC.length).equals(MAGIC)) continue;
+    const size = fr.readUInt32LE(0x4c), off = fr.readUInt32LE(0x50) + 8;
+    const id = n++;
+    if (size % 16 || off + size > fr.length) { console.log(`#${id}: ${fr.length} bytes, code at ${off} + ${size} does not fit: an unknown layout`); continue; }
+    const bin = join(out, `${id}.bin`);
+    writeFileSync(bin, fr.subarray(off, off + size));
+    const r = Bun.spawnSync([tool, "--binary", arch, bin]);
+    const sass = r.stdout.toString(), errors = r.stderr.toString().split("\n").filter((l) => /error/i.test(l)).length;
+    writeFileSync(join(out, `${id}.sass`), sass);
+    const ops = new Map<string, number>();
+    let regs = 0;
+    for (const l of sass.split("\n")) {
+      const m = /^\s+\/\*[0-9a-f]{4,}\*\/\s+(?:@!?U?P[0-9T]+\s+)?([A-Z][A-Z0-9._]*)(.*)$/.exec(l);
+      if (!m) continue;
+      ops.set(m[1]!, (ops.get(m[1]!) ?? 0) + 1);
+      for (const x of m[2]!.matchAll(/\bR(\d+)\b/g)) regs = Math.max(regs, Number(x[1]) + 1);
     }
+    const count = (re: RegExp) => [...ops].filter(([o]) => re.test(o)).reduce((a, [, c]) => a + c, 0);
+    const total = [...ops.values()].reduce((a, c) => a + c, 0);
+    console.log(`#${id} (${size} bytes of code${errors ? `, ${errors} undecoded` : ""}): ${total} instructions, ${regs} registers, ` +
+      `local memory ${count(/^(LDL|STL)/)}, BAR ${count(/^BAR/)}, IDP.4A ${count(/^IDP/)}, LDG ${count(/^LDG/)}, LDS ${count(/^LDS/)}`);
+    if (total > 200) console.log(`  ${[...ops].sort((a, b) => b[1] - a[1]).slice(0, 14).map(([o, c]) => `${o} ${c}`).join(", ")}`);
   }
 }
-console.log(`${n} CUDA images`);
+console.log(`${n} shaders`);
