@@ -13,15 +13,7 @@ import { join } from "node:path";
 const [dir, out, tool = "nvdisasm", arch = "SM90"] = process.argv.slice(2);
 if (!dir || !out) throw new Error("usage: bun bench/vk-sass.ts <cache dir> <out dir> [nvdisasm] [SM90]");
 mkdirSync(out, { recursive: true });
-const files: string[] = [];
-const walk = (d: string) => {
-  for (const e of readdirSync(d)) {
-    const p = join(d, e);
-    if (statSync(p).isDirectory()) walk(p);
-    else files.push(p);
-  }
-};
-walk(dir);
+const files = readdirSync(dir, { recursive: true, encoding: "utf8" }).map((e) => join(dir, e)).filter((p) => statSync(p).isFile());
 console.log(`${files.length} cache files under ${dir}`);
 
 const ZSTD = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
