@@ -22,7 +22,8 @@
 #   sweep      the packed matmul per shape (M = 1, 16) for each library in .carry/sweep/*.so.xz (builds with other
 #              compile-time GEMV settings, e.g. GPTQ_NVCC_FLAGS=-DQV_WARPS=8) and for the current library under
 #              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
-#              overrides the list, "A=1,B=2" sets two at once; SWEEP_MS the rows, default 1); decode7b likewise
+#              overrides the list, "A=1,B=2" sets two at once; SWEEP_MS the rows, default 1; SWEEP_LIB_MS the
+#              libraries' rows, default 1,16); decode7b likewise
 #              over DECODE_KNOBS
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
@@ -184,7 +185,7 @@ PY
     for f in .carry/sweep/*.so.xz; do [ -f "$f" ] && xz -dc "$f" > "build/sweep/$(basename "${f%.xz}")"; done
     for lib in build/libgptq_cuda.so build/sweep/*.so; do
       [ -f "$lib" ] || continue
-      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench matmul --backend cuda --m 1,16 --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
+      echo "-- $lib"; GPTQ_CUDA_LIB=$PWD/$lib bun gptq.ts bench matmul --backend cuda --m ${SWEEP_LIB_MS:-1,16} --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
     done
     for k in ${SWEEP_KNOBS:-GPTQ_QV_WAVES=2 GPTQ_QV_WAVES=0.5 GPTQ_QV_MINSPW=4 GPTQ_QV_MINSPW=16}; do  # (a,b: both settings)
       echo "-- $k"; env ${k//,/ } bun gptq.ts bench matmul --backend cuda --m ${SWEEP_MS:-1} --per-shape --iters 200 | tee -a "$OUT/sweep.md" | grep -E "^\| +[0-9]+ "
