@@ -695,6 +695,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, MR > 2 ? 1 : QV_MINB) qm4v_kern
 // (8 per row), 62.9 (4), 65.3 (16), 72.4 (32). Without this kernel at all (QM_DBG_XFRAG_ONCE, timing only)
 // 50.4-50.7 us on the H200: its launch and the matmul's wait for it are the next thing to remove (each warp
 // staging its own x fragments, as the GEMV does, and the k split summed without atomics into a zeroed y).
+// Measured and dropped (H100, 2026-12-08, branch qm-fused-xfrag): this kernel's work done by the matmul's first
+// 128 blocks after its wait, the others waiting on a counter: 78.0-78.4 us against 64.3-64.4.
 #define XF_THREADS 512
 #define XF_REG 6
 #ifndef XF_SPLIT
