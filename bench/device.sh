@@ -29,6 +29,8 @@
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 #              (WEBGPU_KNOBS: further matmul rows under those settings; WEBGPU_MS: row counts, default 1;
 #              WEBGPU_LAYER=0: no layer; WEBGPU_ARGS: more bench options for the knob rows, e.g. --per-shape)
+#   wgreduce   WebGPU's workgroup reductions through subgroups and through the tree (GPTQ_WEBGPU_SUBGROUPS):
+#              their op tests, then eval and decode of the 2-layer test model, alternating, twice
 # Usage from this machine: the device tool's run with carry [".carry"] and command "bash bench/device.sh test matmul".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -148,6 +150,16 @@ PY
     done
     [ "${WEBGPU_LAYER:-1}" = 0 ] && continue  # (WEBGPU_LAYER=0: the matmul only)
     for b in cuda webgpu; do timeout 240 bun gptq.ts bench layer --backend $b --seqlen 2048 | tee -a "$OUT/webgpu.md"; done ;;
+  wgreduce)  # the WebGPU reductions (RMSNorm, log-softmax, attention) through subgroups and through the tree, on
+    # NVIDIA's Vulkan driver: their op tests (both forms), then eval and decode timed alternating
+    log wgreduce
+    if ! grep -q "^webgpu  available" "$OUT/backends.txt"; then echo "wgreduce stage: no WebGPU adapter (carry .gl)"; continue; fi
+    GPTQ_TEST_BACKENDS=webgpu bun test --timeout 600000 test/ops/rms_norm.test.ts test/ops/log_softmax.test.ts test/ops/attention.test.ts 2>&1 | tee "$OUT/wgreduce-test.log" | grep -E "^\(fail\)|^error|^ *[0-9]+ (pass|fail|skip)"
+    for i in 1 2; do for sg in 1 0; do
+      echo "-- GPTQ_WEBGPU_SUBGROUPS=$sg"
+      GPTQ_WEBGPU_SUBGROUPS=$sg bun gptq.ts eval $T/gutenberg-2l --backend webgpu --dataset $T/data/wikitext-2-raw/wiki.valid.raw --seqlen 512 --max-windows 40 --json 2>/dev/null
+      GPTQ_WEBGPU_SUBGROUPS=$sg bun gptq.ts bench decode $T/gutenberg-2l --backend webgpu --tokens 64 2>&1 | grep -E "^decode"
+    done; done 2>&1 | tee "$OUT/wgreduce.txt" ;;
   sass)
     log sass
     CUOBJDUMP=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)

@@ -14,17 +14,6 @@ struct P { T: u32, pos0: u32, seq_len: u32, heads: u32, kvh: u32, hd: u32, scale
 @group(0) @binding(5) var<uniform> p: P;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
-
-fn reduce(lx: u32, is_max: bool) -> f32 {
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lx < s) { red[lx] = select(red[lx] + red[lx + s], max(red[lx], red[lx + s]), is_max); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
@@ -61,14 +50,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       for (var i = 0u; i < p.hd; i++) { d += qs[i] * k[kb + i]; }
       s = d * p.scale;
     }
-    red[l.x] = s;
-    workgroupBarrier();
-    let mnew = max(m, reduce(l.x, true));
+    let mnew = max(m, wg_max(s, l.x, 64u));
     let pj = select(0.0, exp(s - mnew), j < ce);
-    sc[l.x] = pj;
-    red[l.x] = pj;
-    workgroupBarrier();
-    let cs = reduce(l.x, false);
+    sc[l.x] = pj;  // (visible to all after wg_sum's barriers)
+    let cs = wg_sum(pj, l.x, 64u);
     let corr = exp(m - mnew);
     lsum = lsum * corr + cs;
     let cnt = min(64u, ce - c0);

@@ -4,21 +4,13 @@ struct P { V: u32, nx: u32, r0: u32, rows: u32 }
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
-var<workgroup> red: array<f32, 256>;
 fn lse(base: u32, lx: u32) -> f32 {
   var mx = -3.4e38;
   for (var j = lx; j < p.V; j += 256u) { mx = max(mx, x[base + j]); }
-  red[lx] = mx;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) { if (lx < s) { red[lx] = max(red[lx], red[lx + s]); } workgroupBarrier(); }
-  let m = red[0];
-  workgroupBarrier();
+  let m = wg_max(mx, lx, 256u);
   var sum = 0.0;
   for (var j = lx; j < p.V; j += 256u) { sum += exp(x[base + j] - m); }
-  red[lx] = sum;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) { if (lx < s) { red[lx] += red[lx + s]; } workgroupBarrier(); }
-  return m + log(red[0]);
+  return m + log(wg_sum(sum, lx, 256u));
 }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {

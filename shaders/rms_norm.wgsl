@@ -8,7 +8,6 @@ struct P { H: u32, eps: f32, nx: u32, rows: u32 }
 @group(0) @binding(3) var<storage, read> r: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sum: array<f32>;
 @group(0) @binding(5) var<uniform> p: P;
-var<workgroup> red: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let row = wg.x + wg.y * p.nx;
@@ -27,16 +26,10 @@ fn add_main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: v
   for (var i = l.x; i < p.H; i += 256u) { let v = x[base + i] + r[base + i]; sum[base + i] = v; ss += v * v; }
   norm_row(base, ss, l.x, true);
 }
-// the workgroup's sum of squares, then the scaled row (of sum when `added`: each invocation reads back
+// the workgroup's sum of squares (reduce.wgsl), then the scaled row (of sum when `added`: each invocation reads back
 // only the elements it wrote)
 fn norm_row(base: u32, ss: f32, lx: u32, added: bool) {
-  red[lx] = ss;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lx < s) { red[lx] += red[lx + s]; }
-    workgroupBarrier();
-  }
-  let rs = 1.0 / sqrt(red[0] / f32(p.H) + p.eps);
+  let rs = 1.0 / sqrt(wg_sum(ss, lx, 256u) / f32(p.H) + p.eps);
   for (var i = lx; i < p.H; i += 256u) {
     var v: f32;
     if (added) { v = sum[base + i]; } else { v = x[base + i]; }

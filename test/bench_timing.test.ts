@@ -24,12 +24,19 @@ describe("specialize (WGSL //#if blocks)", () => {
     expect(() => specialize("//#if f16\nx", { f16: true })).toThrow(/without \/\/#endif/);
     expect(() => specialize("//#if f16\n//#if f16\n//#endif\n//#endif", { f16: true })).toThrow(/nested/);
   });
-  test("every shader file specializes both ways, and only with-f16 code mentions f16 types", () => {
+  test("each feature enables only its own directive, in a fixed order", () => {
+    const two = ["//#if subgroups", "s", "//#endif", "//#if f16", "h", "//#endif"].join("\n");
+    expect(specialize(two, { f16: true, subgroups: true })).toBe(["enable f16;", "enable subgroups;", "s", "h"].join("\n"));
+    expect(specialize(two, { f16: false, subgroups: true })).toBe(["enable subgroups;", "s"].join("\n"));
+    expect(specialize(two, { f16: true })).toBe(["enable f16;", "h"].join("\n"));
+  });
+  test("every shader file specializes every way, and only feature code mentions f16 types or subgroup builtins", () => {
     for (const f of readdirSync(SHADERS).filter((n) => n.endsWith(".wgsl"))) {
       const s = readFileSync(join(SHADERS, f), "utf8");
-      const off = specialize(s, { f16: false });
+      const off = specialize(s, { f16: false, subgroups: false });
       expect(off).not.toMatch(/\bf16\b|vec[234]<f16>/);
-      specialize(s, { f16: true });
+      expect(off).not.toMatch(/\bsubgroup[A-Z]\w*\(|\benable /);
+      specialize(s, { f16: true, subgroups: true });
     }
   });
 });

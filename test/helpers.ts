@@ -120,6 +120,32 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
   }
 }
 
+/**
+ * Runs body with the workgroup reductions through subgroups (WebGPU, where the device has them) and through the
+ * tree in workgroup memory, so that both forms of reduce.wgsl are tested (other backends: once, "default").
+ */
+export async function eachReduceVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
+  type F = { subgroups?: boolean };
+  const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
+  if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
+  const before = w.shaderFeatures.subgroups;
+  try {
+    for (const sg of [true, false]) {
+      w.useShaderFeatures({ subgroups: sg });
+      if (sg && !w.shaderFeatures.subgroups) continue; // the device lacks them
+      const name = sg ? "subgroups" : "tree";
+      try {
+        await body(name);
+      } catch (e) {
+        (e as Error).message = `[reduction ${name}] ${(e as Error).message}`;
+        throw e;
+      }
+    }
+  } finally {
+    w.useShaderFeatures({ subgroups: before });
+  }
+}
+
 /** backends whose ops take positions as device scalars (graphs), and the CPU oracle */
 export const devicePositions = (be: Backend) => be.name === "cpu" || Boolean(be.graphs);
 

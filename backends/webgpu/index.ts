@@ -22,6 +22,8 @@ import { contiguousGroups, packQweight, unpackQweight } from "../../src/gptq/pac
 const { GPUBufferUsage: BU, GPUMapMode } = globalConstructors;
 const STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST;
 const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "shaders");
+/** the shaders whose workgroup reductions come from reduce.wgsl (prepended to them) */
+const REDUCES = new Set(["rms_norm", "log_softmax", "attention"]);
 const POISON = () => Boolean(process.env.GPTQ_POISON);
 /** recycled storage buffers: each at most 256 MiB, 1 GiB in all */
 const POOL_MAX_BUFFER = 256 * 2 ** 20, POOL_MAX_BYTES = 2 ** 30;
@@ -42,10 +44,10 @@ function pushBySize(pool: Map<number, GPUBuffer[]>, b: GPUBuffer): void {
   else pool.set(b.size, [b]);
 }
 /**
- * WGSL has no conditional compilation: lines between `//#if f16` and `//#endif` (optionally `//#else`) are
- * kept only when the feature is on, and then `enable f16;` goes first.
+ * WGSL has no conditional compilation: lines between `//#if <feature>` and `//#endif` (optionally `//#else`)
+ * are kept only when the feature is on (`f16`, `subgroups`), and then its `enable` directive goes first.
  */
-export function specialize(src: string, on: { f16: boolean }): string {
+export function specialize(src: string, on: { f16: boolean; subgroups?: boolean }): string {
   const out: string[] = [];
   let keep = true, inside = false;
   for (const line of src.split("\n")) {
@@ -62,7 +64,8 @@ export function specialize(src: string, on: { f16: boolean }): string {
     if (keep) out.push(line);
   }
   if (inside) throw new Error("specialize: //#if without //#endif");
-  return (on.f16 && /^\s*\/\/#if f16\s*$/m.test(src) ? "enable f16;\n" : "") + out.join("\n");
+  const enable = (["f16", "subgroups"] as const).filter((f) => on[f] && new RegExp(`^\\s*//#if ${f}\\s*$`, "m").test(src));
+  return enable.map((f) => `enable ${f};\n`).join("") + out.join("\n");
 }
 
 /** a uniform value: integers are u32, {f} is f32 */
@@ -170,6 +173,7 @@ export class WebGpuBackend implements Backend {
     this.ring = { buf: dev.createBuffer({ size: slot * slots, usage: BU.UNIFORM | BU.COPY_DST }), host, view: new DataView(host), slot, slots, used: 0 };
     this.features.f16 = dev.features.has("shader-f16") && process.env.GPTQ_WEBGPU_F16 !== "0";
     this.features.dot4 = info.dot4 === true && process.env.GPTQ_WEBGPU_DOT4 !== "0";
+    this.features.subgroups = dev.features.has("subgroups") && process.env.GPTQ_WEBGPU_SUBGROUPS !== "0";
     dev.lost.then((i) => { this.lost = `${i.reason}: ${i.message}`; });
     (dev as unknown as { onuncapturederror: ((e: { error: { message: string } }) => void) | null }).onuncapturederror = (e) => { this.error ??= e.error.message; };
   }
@@ -185,24 +189,29 @@ export class WebGpuBackend implements Backend {
   }
   private layouts = new Map<string, GPUBindGroupLayout>();
   /**
-   * Optional features the shaders use: `f16` (shader-f16: q4_gemv_h, the packed matmul in f16 arithmetic) and
-   * `dot4` (WGSL's packed_4x8_integer_dot_product: dp4_gemv, the one-row packed matmul in integers). On where
-   * the implementation has them; GPTQ_WEBGPU_F16=0, GPTQ_WEBGPU_DOT4=0 or useShaderFeatures turns them off.
+   * Optional features the shaders use: `f16` (shader-f16: q4_gemv_h, the packed matmul in f16 arithmetic),
+   * `dot4` (WGSL's packed_4x8_integer_dot_product: dp4_gemv, the one-row packed matmul in integers) and
+   * `subgroups` (the workgroup reductions of reduce.wgsl: RMSNorm, log-softmax, attention). On where the
+   * implementation has them; GPTQ_WEBGPU_F16=0, GPTQ_WEBGPU_DOT4=0, GPTQ_WEBGPU_SUBGROUPS=0 or
+   * useShaderFeatures turns them off.
    */
-  private features = { f16: false, dot4: false };
+  private features = { f16: false, dot4: false, subgroups: false };
   /** tests and benchmarks: run the fallbacks (or the feature paths again, where the device has them) */
-  useShaderFeatures(f: { f16?: boolean; dot4?: boolean }): void {
+  useShaderFeatures(f: { f16?: boolean; dot4?: boolean; subgroups?: boolean }): void {
     if (f.f16 !== undefined) this.features.f16 = f.f16 && this.dev.features.has("shader-f16");
     if (f.dot4 !== undefined) this.features.dot4 = f.dot4 && this.info.dot4 === true;
+    if (f.subgroups !== undefined) this.features.subgroups = f.subgroups && this.dev.features.has("subgroups");
   }
-  get shaderFeatures(): { f16: boolean; dot4: boolean } {
+  get shaderFeatures(): { f16: boolean; dot4: boolean; subgroups: boolean } {
     return { ...this.features };
   }
   private source(name: string): string {
     // gptq_block and quant_params share quant.py's find_params (shaders/quantizer.wgsl); it reads `wt`,
-    // which the file it is prepended to declares (WGSL allows use before declaration)
-    const prefix = name === "gptq_block" || name === "quant_params" ? readFileSync(join(SHADERS, "quantizer.wgsl"), "utf8") + "\n" : "";
-    return specialize(prefix + readFileSync(join(SHADERS, `${name}.wgsl`), "utf8"), this.features);
+    // which the file it is prepended to declares (WGSL allows use before declaration); the shaders that reduce
+    // over a workgroup share reduce.wgsl
+    const prefix = name === "gptq_block" || name === "quant_params" ? "quantizer" : REDUCES.has(name) ? "reduce" : null;
+    const pre = prefix ? readFileSync(join(SHADERS, `${prefix}.wgsl`), "utf8") + "\n" : "";
+    return specialize(pre + readFileSync(join(SHADERS, `${name}.wgsl`), "utf8"), this.features);
   }
   /** one explicit layout per shader file, from its declarations, shared by all its entry points */
   private layout(name: string): GPUBindGroupLayout {
@@ -220,7 +229,7 @@ export class WebGpuBackend implements Backend {
   }
   /** constants: values of the shader's `override` declarations (one pipeline per set) */
   private pipeline(name: string, entry = "main", constants?: Record<string, number>): GPUComputePipeline {
-    const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}${constants ? ":" + JSON.stringify(constants) : ""}`;
+    const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}${this.features.subgroups ? "sg" : ""}${constants ? ":" + JSON.stringify(constants) : ""}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.dev.createShaderModule({ code: this.source(name), label: name });

@@ -1,6 +1,6 @@
 // attention: q [T, heads·hd], K/V caches [S, kvHeads·hd] -> [T, heads·hd], causal, grouped-query heads
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { computeInvFreq } from "../../src/model/config.ts";
@@ -63,7 +63,7 @@ async function check(be: Backend, oracle?: Backend) {
 
 describe("attention", () => {
   test("cpu vs float64 softmax attention", async () => check(await cpu()));
-  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+  eachGpuBackend("vs cpu (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, () => check(be, c)));
 });
 
 // ropeAttention (decoding): rope on q and the new k, both new rows written to the caches, attention over them;

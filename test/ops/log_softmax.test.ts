@@ -1,6 +1,6 @@
 // log_softmax: x [T,V] -> x − logsumexp(x);  nll: −log_softmax(x)[t, target_t]
 import { describe, expect, test } from "bun:test";
-import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 
 async function check(be: Backend, oracle?: Backend) {
@@ -43,5 +43,5 @@ async function check(be: Backend, oracle?: Backend) {
 
 describe("log_softmax / nll", () => {
   test("cpu vs float64", async () => check(await cpu()));
-  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+  eachGpuBackend("vs cpu (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, () => check(be, c)));
 });

@@ -1,6 +1,6 @@
 // rms_norm: x [T,H], w [H] -> x · rsqrt(mean(x²) + eps) · w
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, dl, eachGpuBackend, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 
 async function check(be: Backend, oracle?: Backend) {
@@ -26,7 +26,7 @@ async function check(be: Backend, oracle?: Backend) {
 
 describe("rms_norm", () => {
   test("cpu vs float64", async () => check(await cpu()));
-  eachGpuBackend("vs cpu", (be, c) => check(be, c));
+  eachGpuBackend("vs cpu (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, () => check(be, c)));
   // one workgroup (block) per row: 65537 rows need a second grid dimension, whose last row of workgroups
   // overshoots; none of them may write (every element compared; outputs poisoned first, as in every test)
   eachGpuBackend("vs cpu, more rows than one grid dimension holds", async (be, c) => {
@@ -39,7 +39,7 @@ describe("rms_norm", () => {
 
 // add_rms_norm: sum = x + r [T,H], norm = rmsNorm(sum, w) in one pass, against the CPU backend's add then rmsNorm
 describe("add_rms_norm", () => {
-  eachGpuBackend("vs cpu add + rmsNorm", async (be, c) => {
+  eachGpuBackend("vs cpu add + rmsNorm (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, async () => {
     const r = rng();
     for (const T of AWKWARD) for (const H of [1, 3, 64, 127, 4096, 5000]) {
       const x = randn(T * H, r), res = randn(T * H, r), w = randn(H, r);
@@ -49,5 +49,5 @@ describe("add_rms_norm", () => {
       expectClose(await dl(got.sum), await dl(sum), 1e-6, `addRmsNorm sum T=${T} H=${H}`);
       expectClose(await dl(got.norm), await dl(norm), 1e-5, `addRmsNorm norm T=${T} H=${H}`);
     }
-  }, 300_000, "addRmsNorm");
+  }), 300_000, "addRmsNorm");
 });
