@@ -24,7 +24,7 @@
 #              the GEMV's launch knobs (GPTQ_QV_WAVES, GPTQ_QV_MINSPW, GPTQ_QV_PREFETCH, GPTQ_PDL; SWEEP_KNOBS
 #              overrides the list, "A=1,B=2" sets two at once; SWEEP_MS the rows, default 1; SWEEP_LIB_MS the
 #              libraries' rows, default 1,16); decode7b likewise
-#              over DECODE_KNOBS
+#              over DECODE_KNOBS (DECODE_WEBGPU=1: also the WebGPU backend's decode of the same model)
 #   webgpu     WebGPU through NVIDIA's Vulkan driver: packed matmul at M=1 against the copy bandwidth, and one
 #              7B-shaped layer's quantization time, each beside the CUDA backend's number from the same run
 #              (WEBGPU_KNOBS: further matmul rows under those settings; WEBGPU_MS: row counts, default 1;
@@ -108,6 +108,9 @@ for s in $stages; do
       GPTQ_QUIET=1 bun gptq.ts quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw --nsamples 8 --seqlen 256 --out $Q 2>&1 | tail -1
     fi
     bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee "$OUT/decode.txt"
+    if [ "${DECODE_WEBGPU:-0}" = 1 ] && grep -q "^webgpu  available" "$OUT/backends.txt"; then  # the same model through Vulkan
+      timeout 300 bun gptq.ts bench decode $Q --backend webgpu --tokens 32 2>&1 | grep -E "^decode|rror" | tee -a "$OUT/decode.txt"
+    fi
     for k in ${DECODE_KNOBS:-}; do  # launch knobs (as in sweep: a,b sets both) on the same model, same run
       echo "-- $k"; env ${k//,/ } bun gptq.ts bench decode $Q --backend cuda --tokens 128 | tee -a "$OUT/decode.txt"
     done

@@ -34,3 +34,92 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     C[ci] = v;
   }
 }
+
+// ---- tiled: the same product for larger M and N (the backend picks it where both are at least 32) ----
+// 64 x 64 tiles of C per workgroup of 256 invocations, each invocation 4 x 4 outputs of C in registers (rows
+// m0 + 4·ty .. +3, columns n0 + 4·tx .. +3). A and B go through workgroup memory 16 k at a time, each tile
+// loaded along whichever of its operand's dimensions is contiguous (sak or sam = 1 for A, sbk or sbn = 1 for B)
+// so that neighbouring invocations read neighbouring words, zero outside the bounds; the next 16 k are loaded
+// into registers before the current ones are used. Per k and invocation: two vec4 reads of workgroup memory
+// for 16 FMAs (the 16 x 16 form above: two scalar reads per FMA).
+const TT = 64u;  // tile rows and columns
+const TKK = 16u; // k per step
+const SR = 17u;  // vec4 per k row in sa, sb (16 + 1: rows of one k do not start in the same bank)
+var<workgroup> sa: array<vec4<f32>, 272>;  // [k < 16][m4 < 16 (+1)]: A(m0 + 4·m4 .. +3, k0 + k)
+var<workgroup> sb: array<vec4<f32>, 272>;  // [k < 16][n4 < 16 (+1)]: B(k0 + k, n0 + 4·n4 .. +3)
+
+// element e < 1024 of a 64 x 16 tile as (row, k): k fastest where the operand is contiguous in k, else row fastest
+fn tile_rc(e: u32, k_fast: bool) -> vec2<u32> {
+  return select(vec2<u32>(e % TT, e / TT), vec2<u32>(e / TKK, e % TKK), k_fast);
+}
+fn a_el(m: u32, k: u32) -> f32 {
+  var v = 0.0;
+  if (m < p.M && k < p.K) { v = A[p.a_off + m * p.sam + k * p.sak]; }
+  return v;
+}
+fn b_el(k: u32, n: u32) -> f32 {
+  var v = 0.0;
+  if (n < p.N && k < p.K) { v = B[p.b_off + k * p.sbk + n * p.sbn]; }
+  return v;
+}
+
+@compute @workgroup_size(256)
+fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  let m0 = wg.y * TT;
+  let n0 = wg.x * TT;
+  let tx = t % 16u;
+  let ty = t / 16u;
+  let ak = p.sak == 1u;  // A contiguous in k (x @ Wᵀ), else in m (xᵀx, the GPTQ update)
+  let bk = p.sbk == 1u && p.sbn != 1u;  // B contiguous in k (Wᵀ), else in n
+  var ra: array<f32, 4>;
+  var rb: array<f32, 4>;
+  var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  // the first 16 k into registers
+  for (var i = 0u; i < 4u; i++) {
+    let ea = tile_rc(t + 256u * i, ak);
+    ra[i] = a_el(m0 + ea.x, ea.y);
+    let eb = tile_rc(t + 256u * i, bk);
+    rb[i] = b_el(eb.y, n0 + eb.x);
+  }
+  for (var k0 = 0u; k0 < p.K; k0 += TKK) {
+    for (var i = 0u; i < 4u; i++) {
+      let ea = tile_rc(t + 256u * i, ak);
+      sa[ea.y * SR + ea.x / 4u][ea.x % 4u] = ra[i];
+      let eb = tile_rc(t + 256u * i, bk);
+      sb[eb.y * SR + eb.x / 4u][eb.x % 4u] = rb[i];
+    }
+    workgroupBarrier();
+    // the next 16 k in flight while these are used
+    if (k0 + TKK < p.K) {
+      for (var i = 0u; i < 4u; i++) {
+        let ea = tile_rc(t + 256u * i, ak);
+        ra[i] = a_el(m0 + ea.x, k0 + TKK + ea.y);
+        let eb = tile_rc(t + 256u * i, bk);
+        rb[i] = b_el(k0 + TKK + eb.y, n0 + eb.x);
+      }
+    }
+    for (var kk = 0u; kk < TKK; kk++) {
+      let a = sa[kk * SR + ty];
+      let b = sb[kk * SR + tx];
+      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + 4u * ty + i;
+    if (m >= p.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + 4u * tx + j;
+      if (n < p.N) {
+        let ci = p.c_off + m * p.ldc + n;
+        var v = p.alpha * acc[i][j];
+        if (p.beta != 0.0) { v += p.beta * C[ci]; }
+        if (p.has_bias != 0u) { v += bias[p.bias_off + n]; }
+        C[ci] = v;
+      }
+    }
+  }
+}

@@ -47,6 +47,22 @@ export function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: num
   expect(e).toBeLessThanOrEqual(tol);
 }
 
+/**
+ * Each element within tol of the size of what was summed to make it: |a_i − b_i| <= tol · scale_i, with scale_i
+ * a sum of magnitudes (Σ_k |x_k·w_k| + |bias| for a dot product: float rounding's own bound). For outputs that
+ * can cancel to nearly zero, where a relative error is rounding noise over a tiny value. NaN never passes.
+ */
+export function expectCloseScaled(a: ArrayLike<number>, b: ArrayLike<number>, scale: ArrayLike<number>, tol: number, what = ""): void {
+  if (a.length !== b.length || a.length !== scale.length) throw new Error(`${what}: length ${a.length} vs ${b.length} (scales ${scale.length})`);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!) / Math.max(scale[i]!, 1e-30);
+    if (!(d <= tol)) throw new Error(`${what} element ${i}: ${a[i]} vs ${b[i]}, error ${d.toExponential(3)} of the summed magnitude ${scale[i]} > ${tol} (seed ${SEED})`);
+    worst = Math.max(worst, d);
+  }
+  expect(worst).toBeLessThanOrEqual(tol);
+}
+
 /** the awkward sizes every kernel is tried on */
 export const AWKWARD = [1, 3, 127, 129];
 

@@ -22,6 +22,13 @@ import { contiguousGroups, packQweight, unpackQweight } from "../../src/gptq/pac
 const { GPUBufferUsage: BU, GPUMapMode } = globalConstructors;
 const STORAGE = BU.STORAGE | BU.COPY_SRC | BU.COPY_DST;
 const SHADERS = process.env.GPTQ_SHADERS ?? join(import.meta.dir, "..", "..", "shaders");
+/** GPTQ_WEBGPU_GEMM: "simple" (16 x 16 tiles) or "tiled" (64 x 64 register tiles) for every dense GEMM; unset: by shape */
+function gemmForm(): "auto" | "simple" | "tiled" {
+  const v = process.env.GPTQ_WEBGPU_GEMM;
+  if (v === undefined || v === "") return "auto";
+  if (v !== "simple" && v !== "tiled") throw new InvalidArgumentError(`GPTQ_WEBGPU_GEMM=${v}: use "simple" or "tiled" (or leave it unset)`);
+  return v;
+}
 /** the shaders whose workgroup reductions come from reduce.wgsl (prepended to them) */
 const REDUCES = new Set(["rms_norm", "log_softmax", "attention"]);
 const POISON = () => Boolean(process.env.GPTQ_POISON);
@@ -478,6 +485,11 @@ export class WebGpuBackend implements Backend {
   gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer; biasOff?: number }): void {
     const { M, N, K } = o, aOff = o.aOff ?? 0, bOff = o.bOff ?? 0, cOff = o.cOff ?? 0, biasOff = o.biasOff ?? 0;
     if (M === 0 || N === 0) return;
+    // the shader's entry: 64 x 64 register tiles where both M and N are at least 32, 16 x 16 tiles below
+    // (GPTQ_WEBGPU_GEMM=simple|tiled forces one, for A/B runs)
+    const form = gemmForm();
+    const entry = (mm: number, nn: number) => (form === "simple" ? "main" : form === "tiled" || (mm >= 32 && nn >= 32) ? "tiled" : "main");
+    const groups = (mm: number, nn: number): [number, number] => (entry(mm, nn) === "tiled" ? [Math.ceil(nn / 64), Math.ceil(mm / 64)] : [Math.ceil(nn / 16), Math.ceil(mm / 16)]);
     const dispatch = (m0: number, n0: number, k0: number, tm: number, tn: number, tk: number) => {
       const mm = Math.min(tm, M - m0), nn = Math.min(tn, N - n0), kk = Math.min(tk, K - k0);
       // the elements a tile touches: from its first to its last (strides are non-negative)
@@ -485,9 +497,9 @@ export class WebGpuBackend implements Backend {
       const b = this.win(o.B, bOff + k0 * o.sbk + n0 * o.sbn, Math.max(kk - 1, 0) * o.sbk + (nn - 1) * o.sbn + 1);
       const c = this.win(o.C, cOff + m0 * o.ldc + n0, (mm - 1) * o.ldc + nn);
       const bias = o.bias && k0 === 0 ? this.win(o.bias, biasOff + n0, nn) : null;
-      this.run("matmul", "main", [a.bind, b.bind, c.bind, bias?.bind ?? this.dummy],
+      this.run("matmul", entry(mm, nn), [a.bind, b.bind, c.bind, bias?.bind ?? this.dummy],
         [mm, nn, kk, a.skip, o.sam, o.sak, b.skip, o.sbk, o.sbn, c.skip, o.ldc, { f: o.alpha ?? 1 }, { f: k0 === 0 ? (o.beta ?? 0) : 1 }, bias ? 1 : 0, bias?.skip ?? 0],
-        [Math.ceil(nn / 16), Math.ceil(mm / 16)]);
+        groups(mm, nn));
     };
     const lim = this.maxBinding - this.align; // room for a window's unaligned start
     const spanA = (tm: number, tk: number) => 4 * ((tm - 1) * o.sam + Math.max(tk - 1, 0) * o.sak + 1);
@@ -496,8 +508,8 @@ export class WebGpuBackend implements Backend {
     const fits = (b: GPUBuffer | undefined) => !b || b.size <= this.maxBinding;
     if (fits(o.A) && fits(o.B) && fits(o.C) && fits(o.bias)) {
       // whole buffers, offsets as given (the bind group is then shared by every call on these tensors)
-      this.run("matmul", "main", [o.A, o.B, o.C, o.bias ?? this.dummy],
-        [M, N, K, aOff, o.sam, o.sak, bOff, o.sbk, o.sbn, cOff, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0, biasOff], [Math.ceil(N / 16), Math.ceil(M / 16)]);
+      this.run("matmul", entry(M, N), [o.A, o.B, o.C, o.bias ?? this.dummy],
+        [M, N, K, aOff, o.sam, o.sak, bOff, o.sbk, o.sbn, cOff, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0, biasOff], groups(M, N));
       return;
     }
     // halve the dimension that contributes most to an operand that does not fit, until all do
