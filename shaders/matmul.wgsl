@@ -2,7 +2,7 @@
 //   A(m, k) = A[a_off + m·sam + k·sak],  B(k, n) = B[b_off + k·sbk + n·sbn],  C[c_off + m·ldc + n]
 // (+ bias[bias_off + n]). Above the binding limit, the backend binds windows of A, B, C and passes tiles.
 // One op serves x @ Wᵀ (matmul), xᵀx (hessian_accumulate) and the GPTQ lazy update. 16x16 tiles.
-struct P { M: u32, N: u32, K: u32, a_off: u32, sam: u32, sak: u32, b_off: u32, sbk: u32, sbn: u32, c_off: u32, ldc: u32, alpha: f32, beta: f32, has_bias: u32, bias_off: u32 }
+struct P { M: u32, N: u32, K: u32, a_off: u32, sam: u32, sak: u32, b_off: u32, sbk: u32, sbn: u32, c_off: u32, ldc: u32, alpha: f32, beta: f32, has_bias: u32, bias_off: u32, sym: u32 }
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
@@ -42,6 +42,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
 // so that neighbouring invocations read neighbouring words, zero outside the bounds; the next 16 k are loaded
 // into registers before the current ones are used. Per k and invocation: two vec4 reads of workgroup memory
 // for 16 FMAs (the 16 x 16 form above: two scalar reads per FMA).
+// sym = 1 (tiled only): C is symmetric and so is the product (xᵀx: A(m, k) = B(k, m), M = N, no bias): the
+// tiles below the diagonal do nothing and those above also write their transpose, about half the work.
 const TT = 64u;  // tile rows and columns
 const TKK = 16u; // k per step
 const SR = 17u;  // vec4 per k row in sa, sb (16 + 1: rows of one k do not start in the same bank)
@@ -65,6 +67,7 @@ fn b_el(k: u32, n: u32) -> f32 {
 
 @compute @workgroup_size(256)
 fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  if (p.sym != 0u && wg.y > wg.x) { return; }  // (uniform per workgroup)
   let m0 = wg.y * TT;
   let n0 = wg.x * TT;
   let tx = t % 16u;
@@ -119,6 +122,12 @@ fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u
         if (p.beta != 0.0) { v += p.beta * C[ci]; }
         if (p.has_bias != 0u) { v += bias[p.bias_off + n]; }
         C[ci] = v;
+        if (p.sym != 0u && wg.y != wg.x) {
+          let cj = p.c_off + n * p.ldc + m;
+          var u = p.alpha * acc[i][j];
+          if (p.beta != 0.0) { u += p.beta * C[cj]; }
+          C[cj] = u;
+        }
       }
     }
   }

@@ -482,7 +482,8 @@ export class WebGpuBackend implements Backend {
    * are bound as windows: the product is cut into tiles of M, N and K whose elements of A, B and C each fit
    * one binding (K tiles after the first accumulate, beta = 1, and add no bias).
    */
-  gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer; biasOff?: number }): void {
+  /** sym: the product and C are symmetric (xᵀx into a Hessian): the tiled form computes one triangle of tiles */
+  gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer; biasOff?: number; sym?: boolean }): void {
     const { M, N, K } = o, aOff = o.aOff ?? 0, bOff = o.bOff ?? 0, cOff = o.cOff ?? 0, biasOff = o.biasOff ?? 0;
     if (M === 0 || N === 0) return;
     // the shader's entry: 64 x 64 register tiles where both M and N are at least 32, 16 x 16 tiles below
@@ -498,7 +499,7 @@ export class WebGpuBackend implements Backend {
       const c = this.win(o.C, cOff + m0 * o.ldc + n0, (mm - 1) * o.ldc + nn);
       const bias = o.bias && k0 === 0 ? this.win(o.bias, biasOff + n0, nn) : null;
       this.run("matmul", entry(mm, nn), [a.bind, b.bind, c.bind, bias?.bind ?? this.dummy],
-        [mm, nn, kk, a.skip, o.sam, o.sak, b.skip, o.sbk, o.sbn, c.skip, o.ldc, { f: o.alpha ?? 1 }, { f: k0 === 0 ? (o.beta ?? 0) : 1 }, bias ? 1 : 0, bias?.skip ?? 0],
+        [mm, nn, kk, a.skip, o.sam, o.sak, b.skip, o.sbk, o.sbn, c.skip, o.ldc, { f: o.alpha ?? 1 }, { f: k0 === 0 ? (o.beta ?? 0) : 1 }, bias ? 1 : 0, bias?.skip ?? 0, 0],
         groups(mm, nn));
     };
     const lim = this.maxBinding - this.align; // room for a window's unaligned start
@@ -509,7 +510,7 @@ export class WebGpuBackend implements Backend {
     if (fits(o.A) && fits(o.B) && fits(o.C) && fits(o.bias)) {
       // whole buffers, offsets as given (the bind group is then shared by every call on these tensors)
       this.run("matmul", entry(M, N), [o.A, o.B, o.C, o.bias ?? this.dummy],
-        [M, N, K, aOff, o.sam, o.sak, bOff, o.sbk, o.sbn, cOff, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0, biasOff], groups(M, N));
+        [M, N, K, aOff, o.sam, o.sak, bOff, o.sbk, o.sbn, cOff, o.ldc, { f: o.alpha ?? 1 }, { f: o.beta ?? 0 }, o.bias ? 1 : 0, biasOff, o.sym && !o.bias && M === N && entry(M, N) === "tiled" ? 1 : 0], groups(M, N));
       return;
     }
     // halve the dimension that contributes most to an operand that does not fit, until all do
@@ -665,8 +666,8 @@ export class WebGpuBackend implements Backend {
   hessianAccumulate(h: Tensor, x: Tensor): void {
     const K = h.shape[0]!;
     const T = numel(x.shape) / K;
-    // H [K, K] += xᵀx: A(m, t) = x[t, m], B(t, n) = x[t, n]
-    this.gemm({ M: K, N: K, K: T, A: this.b(x), sam: 1, sak: K, B: this.b(x), sbk: K, sbn: 1, C: this.b(h), ldc: K, beta: 1 });
+    // H [K, K] += xᵀx: A(m, t) = x[t, m], B(t, n) = x[t, n] (symmetric: one triangle of tiles, each mirrored)
+    this.gemm({ M: K, N: K, K: T, A: this.b(x), sam: 1, sak: K, B: this.b(x), sbk: K, sbn: 1, C: this.b(h), ldc: K, beta: 1, sym: true });
   }
   scale(t: Tensor, s: number): void {
     for (const [i0, i1] of this.spans(numel(t.shape), [4])) {
