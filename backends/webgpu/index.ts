@@ -784,8 +784,8 @@ export class WebGpuBackend implements Backend {
       run("blk_factor", { a: rows(a.buf, j0, e) }, j0, 0, 0, [1]);
       if (m === 0) continue;
       for (const [q0, q1] of this.spans(m, [n * 4])) run("blk_panel", { a: rows(a.buf, e + q0, e + q1) }, j0, e + q0, e + q1, [Math.ceil((q1 - q0) / 64)]);
-      // A22 −= L21·L21ᵀ with L21 = pan [m, b] (stride BLK)
-      this.gemm({ M: m, N: m, K: b, A: pan.buf, sam: BLK, sak: 1, B: pan.buf, sbk: 1, sbn: BLK, C: a.buf, cOff: e * n + e, ldc: n, alpha: -1, beta: 1 });
+      // A22 −= L21·L21ᵀ with L21 = pan [m, b] (stride BLK): a symmetric product, one triangle of tiles mirrored
+      this.gemm({ M: m, N: m, K: b, A: pan.buf, sam: BLK, sak: 1, B: pan.buf, sbk: 1, sbn: BLK, C: a.buf, cOff: e * n + e, ldc: n, alpha: -1, beta: 1, sym: true });
     }
     for (let i0 = 0; i0 < n; i0 += BLK) {
       const b = Math.min(BLK, n - i0);
