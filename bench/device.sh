@@ -8,7 +8,8 @@
 #   arena      M = 1 (ARENA_MS) captured as a decode step is, GEMV outputs zeroed by each replay and not, alternating
 #   ncu        Nsight Compute summary of the packed matmul kernels (GEMV at M = 1, qm4m at M = 16)
 #   quant7b    quantize a random Llama-2-7B-shaped model (32 layers, 128 x 2048 calibration tokens, 4-bit g128;
-#              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b)
+#              QUANT7B_ARGS="--nsamples 8 --seqlen 256": a quick model for decode7b; QUANT7B_BACKEND=webgpu: through
+#              Vulkan, e.g. with QUANT7B_ARGS="--nsamples 16 --seqlen 2048" to fit the call, and its per-layer profile)
 #   decode7b   decode tokens/s of that 4-bit model at batch 1: eager, a replayed CUDA graph, and pipelined (graph +
 #              the token picked on the device, the next step queued ahead)
 #   decodeprof GPU time per kernel of decode steps (Nsight Compute) on a 4-layer 7B-shaped 4-bit model
@@ -97,7 +98,7 @@ for s in $stages; do
     log quant7b: generating weights
     python3 bench/make_llama7b.py $T/llama7b $T/data/../gutenberg-2l 2>&1 | tail -2
     log quant7b: quantizing
-    GPTQ_PROFILE=${GPTQ_PROFILE-1} GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend cuda --dataset $T/data/wikitext-2-raw/wiki.valid.raw ${QUANT7B_ARGS:---nsamples 128 --seqlen 2048} --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
+    GPTQ_PROFILE=${GPTQ_PROFILE-1} GPTQ_QUIET= timeout ${QUANT7B_TIMEOUT:-480} bun gptq.ts bench quantize $T/llama7b --backend ${QUANT7B_BACKEND:-cuda} --dataset $T/data/wikitext-2-raw/wiki.valid.raw ${QUANT7B_ARGS:---nsamples 128 --seqlen 2048} --out $T/llama7b-q4 2>&1 | tee "$OUT/quant7b.log" | grep -vE "^layer [0-9]+/32 |^quantize \[" | tail -5
     grep -E "^layer (1|16|32)/32 " "$OUT/quant7b.log" | head -21
     grep -E "^profile layer (1|2|16|32):" "$OUT/quant7b.log" ;;
   decode7b)
