@@ -39,3 +39,34 @@ fn wg_reduce(v: f32, li: u32, n: u32, is_max: bool) -> f32 {
   return r;
 }
 //#endif
+
+// The same for four values per invocation at once (vec4: e.g. four query rows), each component reduced on its own.
+var<workgroup> wred4: array<vec4<f32>, 256>;
+fn wg_sum4(v: vec4<f32>, li: u32, n: u32) -> vec4<f32> { return wg_reduce4(v, li, n, false); }
+fn wg_max4(v: vec4<f32>, li: u32, n: u32) -> vec4<f32> { return wg_reduce4(v, li, n, true); }
+//#if subgroups
+fn wg_reduce4(v: vec4<f32>, li: u32, n: u32, is_max: bool) -> vec4<f32> {
+  let ident = vec4<f32>(select(0.0, -3.4e38, is_max));
+  let s = select(subgroupAdd(v), subgroupMax(v), is_max);
+  wred4[li] = select(ident, s, li == subgroupMin(li));
+  workgroupBarrier();
+  let c = subgroupAdd(1u);
+  var t = ident;
+  for (var i = subgroupExclusiveAdd(1u); i < n; i += c) { t = select(t + wred4[i], max(t, wred4[i]), is_max); }
+  let r = select(subgroupAdd(t), subgroupMax(t), is_max);
+  workgroupBarrier();
+  return r;
+}
+//#else
+fn wg_reduce4(v: vec4<f32>, li: u32, n: u32, is_max: bool) -> vec4<f32> {
+  wred4[li] = v;
+  workgroupBarrier();
+  for (var s = n / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { wred4[li] = select(wred4[li] + wred4[li + s], max(wred4[li], wred4[li + s]), is_max); }
+    workgroupBarrier();
+  }
+  let r = wred4[0];
+  workgroupBarrier();
+  return r;
+}
+//#endif

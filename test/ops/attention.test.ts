@@ -64,6 +64,18 @@ async function check(be: Backend, oracle?: Backend) {
 describe("attention", () => {
   test("cpu vs float64 softmax attention", async () => check(await cpu()));
   eachGpuBackend("vs cpu (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, () => check(be, c)));
+  // WebGPU takes several query rows four to a workgroup (rows4) and one row alone (main): main forced on every case
+  eachGpuBackend("vs cpu, a workgroup per query row forced (WebGPU's A/B form)", async (be, c) => {
+    if (be.name !== "webgpu") return check(be, c);
+    const env = process.env.GPTQ_WEBGPU_ATTN;
+    process.env.GPTQ_WEBGPU_ATTN = "rows1";
+    try {
+      await check(be, c);
+    } finally {
+      if (env === undefined) delete process.env.GPTQ_WEBGPU_ATTN;
+      else process.env.GPTQ_WEBGPU_ATTN = env;
+    }
+  });
 });
 
 // ropeAttention (decoding): rope on q and the new k, both new rows written to the caches, attention over them;
