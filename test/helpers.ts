@@ -144,12 +144,15 @@ export async function eachReduceVariant(be: Backend, body: (variant: string) => 
   type F = { subgroups?: boolean };
   const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures.subgroups;
+  const before = w.shaderFeatures.subgroups, env = process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
   try {
-    for (const sg of [true, false]) {
+    // subgroups (the leaders found where consecutive subgroups put them), subgroups reading every slot (the
+    // path for any other layout), the tree
+    for (const [name, sg, all] of [["subgroups", true, false], ["subgroups, every slot", true, true], ["tree", false, false]] as const) {
       w.useShaderFeatures({ subgroups: sg });
       if (sg && !w.shaderFeatures.subgroups) continue; // the device lacks them
-      const name = sg ? "subgroups" : "tree";
+      if (all) process.env.GPTQ_WEBGPU_SG_ALL_SLOTS = "1";
+      else delete process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
       try {
         await body(name);
       } catch (e) {
@@ -159,6 +162,8 @@ export async function eachReduceVariant(be: Backend, body: (variant: string) => 
     }
   } finally {
     w.useShaderFeatures({ subgroups: before });
+    if (env === undefined) delete process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
+    else process.env.GPTQ_WEBGPU_SG_ALL_SLOTS = env;
   }
 }
 

@@ -323,6 +323,8 @@ export class WebGpuBackend implements Backend {
   }
   private run(name: string, entry: string, bufs: Bind[], params: Param[], groups: [number, number?, number?], constants?: Record<string, number>): void {
     this.checkAlive();
+    // (tests: the subgroup reductions' path that reads every slot, GPTQ_WEBGPU_SG_ALL_SLOTS=1)
+    if (this.features.subgroups && REDUCES.has(name) && process.env.GPTQ_WEBGPU_SG_ALL_SLOTS === "1") constants = { ...constants, SG_ALL_SLOTS: 1 };
     const pipe = this.pipeline(name, entry, constants);
     const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
     const bg = this.bindGroup(name, bufs);
