@@ -482,9 +482,10 @@ export class WebGpuBackend implements Backend {
   /**
    * C = alpha·A·B + beta·C (+ bias) over strided views (shaders/matmul.wgsl). Operands above the binding limit
    * are bound as windows: the product is cut into tiles of M, N and K whose elements of A, B and C each fit
-   * one binding (K tiles after the first accumulate, beta = 1, and add no bias).
+   * one binding (K tiles after the first accumulate, beta = 1, and add no bias). sym: the product is symmetric
+   * (xᵀx into a Hessian, L21·L21ᵀ): where it fits one binding the tiled form computes one triangle of tiles and
+   * mirrors each.
    */
-  /** sym: the product and C are symmetric (xᵀx into a Hessian): the tiled form computes one triangle of tiles */
   gemm(o: { M: number; N: number; K: number; A: GPUBuffer; aOff?: number; sam: number; sak: number; B: GPUBuffer; bOff?: number; sbk: number; sbn: number; C: GPUBuffer; cOff?: number; ldc: number; alpha?: number; beta?: number; bias?: GPUBuffer; biasOff?: number; sym?: boolean }): void {
     const { M, N, K } = o, aOff = o.aOff ?? 0, bOff = o.bOff ?? 0, cOff = o.cOff ?? 0, biasOff = o.biasOff ?? 0;
     if (M === 0 || N === 0) return;
