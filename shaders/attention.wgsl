@@ -1,7 +1,8 @@
 // attention: q [T, heads·hd], caches k/v [S, kv_heads·hd] -> out [T, heads·hd]; causal, grouped-query heads.
 // Row t of a sequence sits at position pos0 + t and sees keys 0..pos0+t; with seq_len > 0 the T rows are
-// T/seq_len independent sequences (pos0 = 0). One workgroup per (row, head): keys in chunks of 64 with a
-// running max and sum (online softmax), the output accumulated per head dimension (hd <= 256).
+// T/seq_len independent sequences (pos0 = 0). main: one workgroup per (row, head), the form for one row
+// (decoding); rows4 (below): four rows per workgroup, for several. Keys in chunks of 64 with a running max and
+// sum (online softmax), the output accumulated per head dimension (hd <= 256).
 // Caches above the binding limit: one dispatch per window of cache rows [j0, j1), bound from element kv_base on;
 // the softmax state (max, sum, unnormalized output) of each (row, head) is carried in st between them (first:
 // start it, last: write out). Unsplit: one dispatch, j0 = 0, j1 = all rows, first = last = 1.
