@@ -173,7 +173,8 @@ for (const b of backends) {
       // Bounds: the CPU backend's own spread over calibration seeds on this setup is about 0.5% (32.72, 32.85,
       // 32.89 for seeds 0-2). CUDA in exact fp32 mode stays within 0.5% of the CPU run; CUDA's fast mode (TF32
       // forward, fp16-rounded activations in the Hessian, as the reference's fp16 forward) and WebGPU's float32
-      // Cholesky land within 1% (WebGPU on lavapipe: 0.69% measured).
+      // Cholesky land within 1% (WebGPU on lavapipe at seed 0: 0.69%, 0.61%, and 0.83% since the tiled GEMM
+      // reorders the rounding; seeds 1 and 2 then −0.50% and −0.01%).
       const exact = b.name === "cuda" && process.env.GPTQ_CUDA_TF32 === "0";
       expect(Math.abs(pg / pc - 1)).toBeLessThan(exact ? 0.005 : b.name === "cuda" ? 0.02 : 0.01);
     }, 2_400_000); // (lavapipe on 2 cores: 15 minutes and more, past the suite's 900 s default)
