@@ -136,34 +136,45 @@ export async function eachShaderVariant(be: Backend, body: (variant: string) => 
   }
 }
 
+/** body with process.env[name] set to value (undefined: unset), restored after */
+export async function withEnv<T>(name: string, value: string | undefined, body: () => Promise<T>): Promise<T> {
+  const before = process.env[name];
+  const put = (v: string | undefined) => (v === undefined ? delete process.env[name] : (process.env[name] = v));
+  put(value);
+  try {
+    return await body();
+  } finally {
+    put(before);
+  }
+}
+
 /**
- * Runs body with the workgroup reductions through subgroups (WebGPU, where the device has them) and through the
- * tree in workgroup memory, so that both forms of reduce.wgsl are tested (other backends: once, "default").
+ * Runs body with the workgroup reductions through subgroups (WebGPU, where the device has them: the usual path,
+ * then the path for other subgroup layouts) and through the tree in workgroup memory, so that every path of
+ * reduce.wgsl is tested (other backends: once, "default").
  */
 export async function eachReduceVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
   type F = { subgroups?: boolean };
   const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures.subgroups, env = process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
+  const before = w.shaderFeatures.subgroups;
   try {
     // subgroups (the leaders found where consecutive subgroups put them), subgroups reading every slot (the
     // path for any other layout), the tree
     for (const [name, sg, all] of [["subgroups", true, false], ["subgroups, every slot", true, true], ["tree", false, false]] as const) {
       w.useShaderFeatures({ subgroups: sg });
       if (sg && !w.shaderFeatures.subgroups) continue; // the device lacks them
-      if (all) process.env.GPTQ_WEBGPU_SG_ALL_SLOTS = "1";
-      else delete process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
-      try {
-        await body(name);
-      } catch (e) {
-        (e as Error).message = `[reduction ${name}] ${(e as Error).message}`;
-        throw e;
-      }
+      await withEnv("GPTQ_WEBGPU_SG_ALL_SLOTS", all ? "1" : undefined, async () => {
+        try {
+          await body(name);
+        } catch (e) {
+          (e as Error).message = `[reduction ${name}] ${(e as Error).message}`;
+          throw e;
+        }
+      });
     }
   } finally {
     w.useShaderFeatures({ subgroups: before });
-    if (env === undefined) delete process.env.GPTQ_WEBGPU_SG_ALL_SLOTS;
-    else process.env.GPTQ_WEBGPU_SG_ALL_SLOTS = env;
   }
 }
 

@@ -1,6 +1,6 @@
 // attention: q [T, heads·hd], K/V caches [S, kvHeads·hd] -> [T, heads·hd], causal, grouped-query heads
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng, withEnv } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { computeInvFreq } from "../../src/model/config.ts";
@@ -67,14 +67,7 @@ describe("attention", () => {
   // WebGPU takes several query rows four to a workgroup (rows4) and one row alone (main): main forced on every case
   eachGpuBackend("vs cpu, a workgroup per query row forced (WebGPU's A/B form)", async (be, c) => {
     if (be.name !== "webgpu") return check(be, c);
-    const env = process.env.GPTQ_WEBGPU_ATTN;
-    process.env.GPTQ_WEBGPU_ATTN = "rows1";
-    try {
-      await check(be, c);
-    } finally {
-      if (env === undefined) delete process.env.GPTQ_WEBGPU_ATTN;
-      else process.env.GPTQ_WEBGPU_ATTN = env;
-    }
+    await withEnv("GPTQ_WEBGPU_ATTN", "rows1", () => check(be, c));
   });
 });
 

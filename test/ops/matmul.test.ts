@@ -1,6 +1,6 @@
 // matmul: x [M,K] @ w [N,K]ᵀ (+ b [N]) -> y [M,N]
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, dl, eachGpuBackend, expectCloseScaled, randn, rng } from "../helpers.ts";
+import { AWKWARD, cpu, dl, eachGpuBackend, expectCloseScaled, randn, rng, withEnv } from "../helpers.ts";
 import { f32ToBf16Array, f32ToF16Array, f16ToF32Array, bf16ToF32Array } from "../../src/dtype.ts";
 import type { Backend } from "../../src/backend.ts";
 
@@ -55,15 +55,6 @@ describe("matmul", () => {
   // each form forced on every shape
   eachGpuBackend("vs cpu, each WebGPU GEMM form on every shape", async (be, c) => {
     if (be.name !== "webgpu") return check(be, "f32", true, tolOf(be), c);
-    const env = process.env.GPTQ_WEBGPU_GEMM;
-    try {
-      for (const f of ["simple", "tiled"]) {
-        process.env.GPTQ_WEBGPU_GEMM = f;
-        await check(be, "f32", true, tolOf(be), c);
-      }
-    } finally {
-      if (env === undefined) delete process.env.GPTQ_WEBGPU_GEMM;
-      else process.env.GPTQ_WEBGPU_GEMM = env;
-    }
+    for (const f of ["simple", "tiled"]) await withEnv("GPTQ_WEBGPU_GEMM", f, () => check(be, "f32", true, tolOf(be), c));
   });
 });
