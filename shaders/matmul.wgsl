@@ -28,10 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   }
   if (m < p.M && n < p.N) {
     let ci = p.c_off + m * p.ldc + n;
-    var v = p.alpha * acc;
-    if (p.beta != 0.0) { v += p.beta * C[ci]; }
-    if (p.has_bias != 0u) { v += bias[p.bias_off + n]; }
-    C[ci] = v;
+    C[ci] = out_at(ci, acc, n, true);
   }
 }
 
@@ -64,6 +61,22 @@ fn b_el(k: u32, n: u32) -> f32 {
   if (n < p.N && k < p.K) { v = B[p.b_off + k * p.sbk + n * p.sbn]; }
   return v;
 }
+// invocation t's four elements of the A and B tiles at k0 into ra, rb (tile_rc's order)
+fn fetch(t: u32, m0: u32, n0: u32, k0: u32, ak: bool, bk: bool, ra: ptr<function, array<f32, 4>>, rb: ptr<function, array<f32, 4>>) {
+  for (var i = 0u; i < 4u; i++) {
+    let ea = tile_rc(t + 256u * i, ak);
+    (*ra)[i] = a_el(m0 + ea.x, k0 + ea.y);
+    let eb = tile_rc(t + 256u * i, bk);
+    (*rb)[i] = b_el(k0 + eb.y, n0 + eb.x);
+  }
+}
+// alpha·a + beta·C[ci] (+ bias[n]): an output of either entry
+fn out_at(ci: u32, a: f32, n: u32, with_bias: bool) -> f32 {
+  var v = p.alpha * a;
+  if (p.beta != 0.0) { v += p.beta * C[ci]; }
+  if (with_bias && p.has_bias != 0u) { v += bias[p.bias_off + n]; }
+  return v;
+}
 
 @compute @workgroup_size(256)
 fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
@@ -77,13 +90,7 @@ fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u
   var ra: array<f32, 4>;
   var rb: array<f32, 4>;
   var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-  // the first 16 k into registers
-  for (var i = 0u; i < 4u; i++) {
-    let ea = tile_rc(t + 256u * i, ak);
-    ra[i] = a_el(m0 + ea.x, ea.y);
-    let eb = tile_rc(t + 256u * i, bk);
-    rb[i] = b_el(eb.y, n0 + eb.x);
-  }
+  fetch(t, m0, n0, 0u, ak, bk, &ra, &rb);  // the first 16 k into registers
   for (var k0 = 0u; k0 < p.K; k0 += TKK) {
     for (var i = 0u; i < 4u; i++) {
       let ea = tile_rc(t + 256u * i, ak);
@@ -92,15 +99,7 @@ fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u
       sb[eb.y * SR + eb.x / 4u][eb.x % 4u] = rb[i];
     }
     workgroupBarrier();
-    // the next 16 k in flight while these are used
-    if (k0 + TKK < p.K) {
-      for (var i = 0u; i < 4u; i++) {
-        let ea = tile_rc(t + 256u * i, ak);
-        ra[i] = a_el(m0 + ea.x, k0 + TKK + ea.y);
-        let eb = tile_rc(t + 256u * i, bk);
-        rb[i] = b_el(k0 + TKK + eb.y, n0 + eb.x);
-      }
-    }
+    if (k0 + TKK < p.K) { fetch(t, m0, n0, k0 + TKK, ak, bk, &ra, &rb); }  // the next 16 k in flight while these are used
     for (var kk = 0u; kk < TKK; kk++) {
       let a = sa[kk * SR + ty];
       let b = sb[kk * SR + tx];
@@ -118,15 +117,10 @@ fn tiled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u
       let n = n0 + 4u * tx + j;
       if (n < p.N) {
         let ci = p.c_off + m * p.ldc + n;
-        var v = p.alpha * acc[i][j];
-        if (p.beta != 0.0) { v += p.beta * C[ci]; }
-        if (p.has_bias != 0u) { v += bias[p.bias_off + n]; }
-        C[ci] = v;
+        C[ci] = out_at(ci, acc[i][j], n, true);
         if (p.sym != 0u && wg.y != wg.x) {
           let cj = p.c_off + n * p.ldc + m;
-          var u = p.alpha * acc[i][j];
-          if (p.beta != 0.0) { u += p.beta * C[cj]; }
-          C[cj] = u;
+          C[cj] = out_at(cj, acc[i][j], n, false);  // (sym: no bias)
         }
       }
     }
