@@ -608,15 +608,12 @@ export class WebGpuBackend implements Backend {
     const seq = o.seqLen ?? T;
     if (T % seq !== 0 || (o.seqLen && o.seqLen !== T && o.pos0 !== 0)) throw new InvalidArgumentError(`attention: ${T} rows do not split into sequences of ${seq} (pos0 must be 0 for several sequences)`);
     const y = this.out([T, o.heads * o.headDim]);
-    // several query rows (prefill, calibration, eval): four rows per workgroup, each key read once for them
-    // (rows4); one row (decoding), or GPTQ_WEBGPU_ATTN=rows1: a workgroup per row (main)
-    const four = T > 1 && process.env.GPTQ_WEBGPU_ATTN !== "rows1";
-    const entry = four ? "rows4" : "main";
-    const g = this.grid(four ? (T / seq) * Math.ceil(seq / 4) * o.heads : T * o.heads, 1);
+    // a workgroup per (block of four rows of a sequence, head): each key read once for the block's rows
+    const g = this.grid((T / seq) * Math.ceil(seq / 4) * o.heads, 1);
     const K = this.b(k), V = this.b(v), KC = o.kvHeads * o.headDim, S = numel(k.shape) / KC;
     const base: Param[] = [T, o.pos0, o.seqLen ?? 0, o.heads, o.kvHeads, o.headDim, { f: 1 / Math.sqrt(o.headDim) }, g.nx];
     if (K.size <= this.maxBinding && V.size <= this.maxBinding) {
-      this.run("attention", entry, [this.b(q), K, V, this.b(y), this.dummy], [...base, 0, S, 0, 1, 1], g.groups);
+      this.run("attention", "main", [this.b(q), K, V, this.b(y), this.dummy], [...base, 0, S, 0, 1, 1], g.groups);
       return y;
     }
     // a cache above the binding limit: windows of its rows, the softmax state carried between them
@@ -625,7 +622,7 @@ export class WebGpuBackend implements Backend {
     spans.forEach(([j0, j1], i) => {
       const kv = this.view(K, j0 * KC, (j1 - j0) * KC), vv = this.view(V, j0 * KC, (j1 - j0) * KC);
       if (kv.base !== vv.base) throw new UnsupportedOpError("webgpu attention: k and v caches of different sizes");
-      this.run("attention", entry, [this.b(q), kv.bind, vv.bind, this.b(y), st.buf], [...base, j0, j1, kv.base, i === 0 ? 1 : 0, i === spans.length - 1 ? 1 : 0], g.groups);
+      this.run("attention", "main", [this.b(q), kv.bind, vv.bind, this.b(y), st.buf], [...base, j0, j1, kv.base, i === 0 ? 1 : 0, i === spans.length - 1 ? 1 : 0], g.groups);
     });
     this.release(st);
     return y;

@@ -1,6 +1,6 @@
 // attention: q [T, heads·hd], K/V caches [S, kvHeads·hd] -> [T, heads·hd], causal, grouped-query heads
 import { describe, test } from "bun:test";
-import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng, withEnv } from "../helpers.ts";
+import { AWKWARD, cpu, devicePositions, dl, eachGpuBackend, eachReduceVariant, expectClose, randn, rng } from "../helpers.ts";
 import type { Backend } from "../../src/backend.ts";
 import type { Tensor } from "../../src/tensor.ts";
 import { computeInvFreq } from "../../src/model/config.ts";
@@ -64,11 +64,6 @@ async function check(be: Backend, oracle?: Backend) {
 describe("attention", () => {
   test("cpu vs float64 softmax attention", async () => check(await cpu()));
   eachGpuBackend("vs cpu (subgroup and tree reductions)", (be, c) => eachReduceVariant(be, () => check(be, c)));
-  // WebGPU takes several query rows four to a workgroup (rows4) and one row alone (main): main forced on every case
-  eachGpuBackend("vs cpu, a workgroup per query row forced (WebGPU's A/B form)", async (be, c) => {
-    if (be.name !== "webgpu") return check(be, c);
-    await withEnv("GPTQ_WEBGPU_ATTN", "rows1", () => check(be, c));
-  });
 });
 
 // ropeAttention (decoding): rope on q and the new k, both new rows written to the caches, attention over them;
