@@ -21,7 +21,7 @@ fn wg_max4(v: vec4<f32>, li: u32, n: u32) -> vec4<f32> { return wg_reduce4(v, li
 // the common case reads n/c slots instead of n. The closing barrier keeps a following call from writing slots
 // still being read.
 var<workgroup> wcnt: array<u32, 256>;
-override SG_ALL_SLOTS: u32 = 0u;  // 1: always read all n slots (the tests run that path too)
+override SG_ALL_SLOTS: u32 = 0u;  // 1: always read all n slots (tests: useShaderFeatures({ sgAllSlots: true }))
 fn wg_reduce4(v: vec4<f32>, li: u32, n: u32, is_max: bool) -> vec4<f32> {
   let ident = vec4<f32>(select(0.0, -3.4e38, is_max));
   let s = select(subgroupAdd(v), subgroupMax(v), is_max);

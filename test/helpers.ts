@@ -107,32 +107,39 @@ export function eachGpuBackend(label: string, body: (be: Backend, ref: Backend) 
  * dot4I8Packed; "f16" with shader-f16 where the device has it; "f32", neither).
  */
 export async function eachShaderVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
-  type F = { f16?: boolean; dot4?: boolean };
-  const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
+  const gemv = process.env.GPTQ_WEBGPU_GEMV;
+  return eachFeatureVariant(be, "shader variant", [
+    { name: "dot4", f: { f16: true, dot4: true }, needs: "dot4", env: ["GPTQ_WEBGPU_GEMV", "i"] },
+    { name: "f16", f: { f16: true, dot4: false }, needs: "f16", env: ["GPTQ_WEBGPU_GEMV", gemv] },
+    { name: "f32", f: { f16: false, dot4: false }, env: ["GPTQ_WEBGPU_GEMV", gemv] },
+  ], body);
+}
+/**
+ * body once per variant: the backend's shader features set as the variant says (useShaderFeatures; skipped where
+ * `needs` did not turn on: the device lacks it) and an environment variable set for it; features restored after,
+ * a failure named by its variant. A backend without shader features runs body once, "default".
+ */
+type FeatureVariant = { name: string; f: Record<string, boolean>; needs?: string; env?: [string, string | undefined] };
+async function eachFeatureVariant(be: Backend, label: string, variants: FeatureVariant[], body: (variant: string) => Promise<void>): Promise<void> {
+  const w = be as unknown as { useShaderFeatures?: (f: Record<string, boolean>) => void; shaderFeatures?: Record<string, boolean> };
   if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures, env = process.env.GPTQ_WEBGPU_GEMV;
-  const setGemv = (v: string | undefined) => (v === undefined ? delete process.env.GPTQ_WEBGPU_GEMV : (process.env.GPTQ_WEBGPU_GEMV = v));
-  const variants: { name: string; f: Required<F>; gemv?: string }[] = [
-    { name: "dot4", f: { f16: true, dot4: true }, gemv: "i" },
-    { name: "f16", f: { f16: true, dot4: false } },
-    { name: "f32", f: { f16: false, dot4: false } },
-  ];
+  const before = w.shaderFeatures;
   try {
     for (const v of variants) {
       w.useShaderFeatures(v.f);
-      const got = w.shaderFeatures;
-      if ((v.name === "dot4" && !got.dot4) || (v.name === "f16" && !got.f16)) continue; // the device lacks it
-      setGemv(v.gemv ?? env);
-      try {
-        await body(v.name);
-      } catch (e) {
-        (e as Error).message = `[shader variant ${v.name}] ${(e as Error).message}`;
-        throw e;
-      }
+      if (v.needs && !w.shaderFeatures[v.needs]) continue; // the device lacks it
+      const run = async () => {
+        try {
+          await body(v.name);
+        } catch (e) {
+          (e as Error).message = `[${label} ${v.name}] ${(e as Error).message}`;
+          throw e;
+        }
+      };
+      await (v.env ? withEnv(v.env[0], v.env[1], run) : run());
     }
   } finally {
     w.useShaderFeatures(before);
-    setGemv(env);
   }
 }
 
@@ -154,28 +161,11 @@ export async function withEnv<T>(name: string, value: string | undefined, body: 
  * reduce.wgsl is tested (other backends: once, "default").
  */
 export async function eachReduceVariant(be: Backend, body: (variant: string) => Promise<void>): Promise<void> {
-  type F = { subgroups?: boolean };
-  const w = be as unknown as { useShaderFeatures?: (f: F) => void; shaderFeatures?: Required<F> };
-  if (!w.useShaderFeatures || !w.shaderFeatures) return body("default");
-  const before = w.shaderFeatures.subgroups;
-  try {
-    // subgroups (the leaders found where consecutive subgroups put them), subgroups reading every slot (the
-    // path for any other layout), the tree
-    for (const [name, sg, all] of [["subgroups", true, false], ["subgroups, every slot", true, true], ["tree", false, false]] as const) {
-      w.useShaderFeatures({ subgroups: sg });
-      if (sg && !w.shaderFeatures.subgroups) continue; // the device lacks them
-      await withEnv("GPTQ_WEBGPU_SG_ALL_SLOTS", all ? "1" : undefined, async () => {
-        try {
-          await body(name);
-        } catch (e) {
-          (e as Error).message = `[reduction ${name}] ${(e as Error).message}`;
-          throw e;
-        }
-      });
-    }
-  } finally {
-    w.useShaderFeatures({ subgroups: before });
-  }
+  return eachFeatureVariant(be, "reduction", [
+    { name: "subgroups", f: { subgroups: true, sgAllSlots: false }, needs: "subgroups" },
+    { name: "subgroups, every slot", f: { subgroups: true, sgAllSlots: true }, needs: "subgroups" },
+    { name: "tree", f: { subgroups: false, sgAllSlots: false } },
+  ], body);
 }
 
 /** backends whose ops take positions as device scalars (graphs), and the CPU oracle */

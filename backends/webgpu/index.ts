@@ -200,16 +200,18 @@ export class WebGpuBackend implements Backend {
    * `dot4` (WGSL's packed_4x8_integer_dot_product: dp4_gemv, the one-row packed matmul in integers) and
    * `subgroups` (the workgroup reductions of reduce.wgsl: RMSNorm, log-softmax, attention). On where the
    * implementation has them; GPTQ_WEBGPU_F16=0, GPTQ_WEBGPU_DOT4=0, GPTQ_WEBGPU_SUBGROUPS=0 or
-   * useShaderFeatures turns them off.
+   * useShaderFeatures turns them off. `sgAllSlots` (tests): the subgroup reductions read every slot, their path
+   * for subgroup layouts other than consecutive runs.
    */
-  private features = { f16: false, dot4: false, subgroups: false };
+  private features = { f16: false, dot4: false, subgroups: false, sgAllSlots: false };
   /** tests and benchmarks: run the fallbacks (or the feature paths again, where the device has them) */
-  useShaderFeatures(f: { f16?: boolean; dot4?: boolean; subgroups?: boolean }): void {
+  useShaderFeatures(f: { f16?: boolean; dot4?: boolean; subgroups?: boolean; sgAllSlots?: boolean }): void {
     if (f.f16 !== undefined) this.features.f16 = f.f16 && this.dev.features.has("shader-f16");
     if (f.dot4 !== undefined) this.features.dot4 = f.dot4 && this.info.dot4 === true;
     if (f.subgroups !== undefined) this.features.subgroups = f.subgroups && this.dev.features.has("subgroups");
+    if (f.sgAllSlots !== undefined) this.features.sgAllSlots = f.sgAllSlots;
   }
-  get shaderFeatures(): { f16: boolean; dot4: boolean; subgroups: boolean } {
+  get shaderFeatures(): { f16: boolean; dot4: boolean; subgroups: boolean; sgAllSlots: boolean } {
     return { ...this.features };
   }
   private source(name: string): string {
@@ -236,6 +238,7 @@ export class WebGpuBackend implements Backend {
   }
   /** constants: values of the shader's `override` declarations (one pipeline per set) */
   private pipeline(name: string, entry = "main", constants?: Record<string, number>): GPUComputePipeline {
+    if (this.features.sgAllSlots && this.features.subgroups && REDUCES.has(name)) constants = { ...constants, SG_ALL_SLOTS: 1 };
     const key = `${name}:${entry}:${this.features.f16 ? "f16" : ""}${this.features.subgroups ? "sg" : ""}${constants ? ":" + JSON.stringify(constants) : ""}`;
     let p = this.pipelines.get(key);
     if (!p) {
@@ -323,8 +326,6 @@ export class WebGpuBackend implements Backend {
   }
   private run(name: string, entry: string, bufs: Bind[], params: Param[], groups: [number, number?, number?], constants?: Record<string, number>): void {
     this.checkAlive();
-    // (tests: the subgroup reductions' path that reads every slot, GPTQ_WEBGPU_SG_ALL_SLOTS=1)
-    if (this.features.subgroups && REDUCES.has(name) && process.env.GPTQ_WEBGPU_SG_ALL_SLOTS === "1") constants = { ...constants, SG_ALL_SLOTS: 1 };
     const pipe = this.pipeline(name, entry, constants);
     const off = this.uniform(params); // may submit (a full ring): before the pass below is opened
     const bg = this.bindGroup(name, bufs);
